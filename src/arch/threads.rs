@@ -1,0 +1,89 @@
+//! `threads`: N worker threads, each blocking in accept() on the one shared listener and serving
+//! its connection to the end — the seed's `-t`, Apache's worker model without the listener thread.
+//!
+//! The kernel hands each new connection to one of the threads blocked in accept() (the wait queue
+//! is exclusive: no thundering herd). A busy thread serves no one else, so N bounds both the
+//! parallelism and the number of clients served at once; the others wait in the backlog.
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{announce_worker, seed_workers, Arch, Server};
+use crate::conn::blocking::Worker;
+use crate::listener;
+use crate::shutdown::Stop;
+
+pub const ARCH: Arch = Arch {
+    name: "threads",
+    about: "N threads blocking in accept() on one shared listener, a connection at a time each (seed -t)",
+    default_workers: seed_workers,
+    run,
+};
+
+fn run(server: Server) -> io::Result<()> {
+    let Server {
+        listener,
+        config,
+        site,
+        signals,
+    } = server;
+    let addr = listener.local_addr()?;
+    let shared = Arc::new((listener, site, config));
+    let stop = Stop::new();
+
+    let mut workers = Vec::with_capacity(shared.2.workers);
+    for i in 0..shared.2.workers {
+        let shared = Arc::clone(&shared);
+        let stop = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("worker-{i}"))
+            .spawn(move || {
+                announce_worker(addr);
+                let (listener, site, config) = &*shared;
+                let mut worker = Worker::new();
+                loop {
+                    match listener.accept() {
+                        Ok((stream, _)) => worker.serve(stream, site, &config.conn, &stop),
+                        Err(_) if stop.is_set() => break,
+                        Err(e) => accept_error(&e),
+                    }
+                }
+            })?;
+        workers.push(handle);
+    }
+
+    let signal = signals.wait()?;
+    tracing::info!("{signal:?}: stopping, grace {:?}", shared.2.grace);
+    stop.trigger();
+    listener::stop_accepting(&shared.0);
+
+    let deadline = Instant::now() + shared.2.grace;
+    while workers.iter().any(|w| !w.is_finished()) {
+        if Instant::now() >= deadline {
+            tracing::warn!("grace period over with requests still in flight; exiting");
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for w in workers {
+        let _ = w.join();
+    }
+    Ok(())
+}
+
+/// accept() failed for a reason other than shutdown. Out of file descriptors (EMFILE/ENFILE) or
+/// memory: back off briefly instead of spinning on an error that will repeat at once. A
+/// connection aborted before we took it (ECONNABORTED) is simply skipped.
+pub fn accept_error(e: &io::Error) {
+    match e.raw_os_error() {
+        Some(libc::ECONNABORTED) | Some(libc::EINTR) => {}
+        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM) => {
+            tracing::warn!("accept: {e}; backing off");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        _ => {
+            tracing::warn!("accept: {e}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}

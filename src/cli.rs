@@ -1,0 +1,190 @@
+//! Command-line definitions (clap derive). `serve`'s flags become a validated [`Config`];
+//! the architecture choices and their help come from the registry.
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::builder::{PossibleValue, PossibleValuesParser};
+use clap::{Args, Parser, Subcommand};
+
+use crate::arch;
+use crate::client::load::LoadArgs;
+use crate::client::send::SendArgs;
+use crate::config::{Config, ConnLimits};
+use crate::http::request::MAX_HEADERS_CAP;
+use crate::http::Limits;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "archserve",
+    version,
+    about = "An HTTP/1.1 static-file server whose concurrency architecture is chosen at start-up, \
+             with the tools to measure how the architectures compare."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Diagnostics level on stderr (error, warn, info, debug, trace); RUST_LOG overrides.
+    #[arg(long, global = true, default_value = "info")]
+    pub log_level: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve a directory over HTTP/1.1 with the chosen architecture.
+    Serve(ServeArgs),
+    /// Send one raw request and print the exact bytes of the answer.
+    Send(SendArgs),
+    /// Generate load (the seed's test_my_server, or a keep-alive benchmark).
+    Load(LoadArgs),
+}
+
+fn arch_parser() -> PossibleValuesParser {
+    PossibleValuesParser::new(
+        arch::REGISTRY
+            .iter()
+            .map(|a| PossibleValue::new(a.name).help(a.about)),
+    )
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Document root.
+    #[arg(long, default_value = "www")]
+    pub root: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0 picks a free one; the first line printed gives it).
+    #[arg(long, default_value_t = 2000)]
+    pub port: u16,
+    /// Concurrency architecture.
+    #[arg(long, default_value = arch::DEFAULT, value_parser = arch_parser())]
+    pub arch: String,
+    /// Workers (threads, processes or event loops); default depends on the architecture.
+    #[arg(short = 'w', long, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub workers: Option<u32>,
+    /// Seconds a request head may take to arrive (then 408 and close).
+    #[arg(long, default_value = "10", value_parser = seconds)]
+    pub header_timeout: Duration,
+    /// Seconds an idle keep-alive connection is kept.
+    #[arg(long, default_value = "5", value_parser = seconds)]
+    pub idle_timeout: Duration,
+    /// Seconds a write may make no progress before the connection is dropped.
+    #[arg(long, default_value = "30", value_parser = seconds)]
+    pub write_timeout: Duration,
+    /// Requests served on one connection before it is closed.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_requests: u64,
+    /// Seconds in-flight requests get to finish after SIGINT/SIGTERM.
+    #[arg(long, default_value = "10", value_parser = seconds)]
+    pub grace: Duration,
+    /// Longest request line in bytes (414 beyond).
+    #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u32).range(64..=1_048_576))]
+    pub max_line: u32,
+    /// Largest request head in bytes (431 beyond).
+    #[arg(long, default_value_t = 32768, value_parser = clap::value_parser!(u32).range(256..=4_194_304))]
+    pub max_head: u32,
+    /// Most header fields in a request (431 beyond).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=MAX_HEADERS_CAP as i64))]
+    pub max_headers: u32,
+    /// Listen backlog.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65535))]
+    pub backlog: u32,
+}
+
+/// A positive number of seconds, fractions allowed (`0.5`), at most a day.
+fn seconds(s: &str) -> Result<Duration, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v <= 86_400.0 => Ok(Duration::from_secs_f64(v)),
+        _ => Err(format!("`{s}` is not a number of seconds in (0, 86400]")),
+    }
+}
+
+impl ServeArgs {
+    /// Checks what clap cannot and builds the config.
+    pub fn config(&self) -> Result<Config, String> {
+        let arch =
+            arch::find(&self.arch).ok_or_else(|| format!("unknown architecture {}", self.arch))?;
+        let addr = resolve(&self.host, self.port)?;
+        if self.max_line as usize > self.max_head as usize {
+            return Err("--max-line cannot exceed --max-head".into());
+        }
+        Ok(Config {
+            root: self.root.clone(),
+            addr,
+            workers: self
+                .workers
+                .map(|w| w as usize)
+                .unwrap_or_else(arch.default_workers),
+            conn: ConnLimits {
+                head: Limits {
+                    max_line: self.max_line as usize,
+                    max_head: self.max_head as usize,
+                    max_headers: self.max_headers as usize,
+                },
+                header_timeout: self.header_timeout,
+                idle_timeout: self.idle_timeout,
+                write_timeout: self.write_timeout,
+                max_requests: self.max_requests,
+                ..ConnLimits::default()
+            },
+            grace: self.grace,
+            backlog: self.backlog as i32,
+        })
+    }
+}
+
+fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve host {host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("host {host} has no address"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    fn serve(args: &[&str]) -> Result<Config, String> {
+        let mut argv = vec!["archserve", "serve"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+        match cli.command {
+            Command::Serve(s) => s.config(),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn defaults_follow_the_seed() {
+        let c = serve(&[]).unwrap();
+        assert_eq!(c.addr, "127.0.0.1:2000".parse().unwrap());
+        assert_eq!(c.root, PathBuf::from("www"));
+        assert_eq!(c.workers, 5);
+        assert_eq!(c.conn.head, Limits::default());
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        for bad in [
+            &["-w", "0"][..],
+            &["--port", "70000"],
+            &["--arch", "nope"],
+            &["--idle-timeout", "-1"],
+            &["--idle-timeout", "abc"],
+            &["--max-headers", "100000"],
+            &["--max-line", "9000", "--max-head", "4096"],
+            &["--host", "no such host name.invalid"],
+        ] {
+            assert!(serve(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

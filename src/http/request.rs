@@ -1,0 +1,552 @@
+//! Parsing one request head from a buffer: "complete request + bytes used", "need more", or an error.
+//!
+//! httparse does the tokenising (it is SIMD-accelerated and fuzzed by hyper's users); this file adds
+//! what httparse leaves to the caller: the size and count limits (414/431), the version check (505),
+//! and the framing rules of RFC 9112 that keep a pipelined stream in sync (Content-Length,
+//! Transfer-Encoding, Host).
+use std::mem::MaybeUninit;
+
+use super::error::ParseError;
+
+/// The most header fields any configuration may allow (the stack array the parser uses).
+pub const MAX_HEADERS_CAP: usize = 256;
+
+/// Size limits of a request head; the defaults are nginx's (8 KiB line, 32 KiB head, 100 fields).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest request line, CRLF excluded (414 beyond).
+    pub max_line: usize,
+    /// Largest head, request line and fields together (431 beyond).
+    pub max_head: usize,
+    /// Most header fields (431 beyond); at most [`MAX_HEADERS_CAP`].
+    pub max_headers: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_line: 8 * 1024,
+            max_head: 32 * 1024,
+            max_headers: 100,
+        }
+    }
+}
+
+/// The request method. Standard methods we do not serve are kept apart from unknown ones so the
+/// site can answer 405 (with `Allow`) for the first and 501 for the second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    Options,
+    /// POST, PUT, DELETE, PATCH, CONNECT, TRACE: understood, not allowed on a static site.
+    NotAllowed,
+    /// Any other token.
+    Unknown,
+}
+
+impl Method {
+    fn from_token(token: &str) -> Method {
+        match token {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "OPTIONS" => Method::Options,
+            "POST" | "PUT" | "DELETE" | "PATCH" | "CONNECT" | "TRACE" => Method::NotAllowed,
+            _ => Method::Unknown,
+        }
+    }
+}
+
+/// HTTP/1.0 or HTTP/1.1; anything else never gets past the parser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    Http10,
+    Http11,
+}
+
+impl Version {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Version::Http10 => "HTTP/1.0",
+            Version::Http11 => "HTTP/1.1",
+        }
+    }
+}
+
+/// A validated request head. Only the fields the server acts on are kept (owned, so the read
+/// buffer can be reused at once).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub method: Method,
+    /// The method as sent, for logs.
+    pub method_text: String,
+    /// The request-target as sent (printable ASCII only; decoding is the site's job).
+    pub target: String,
+    pub version: Version,
+    /// What the client asked for: 1.1 unless `Connection: close`, 1.0 only with `keep-alive`.
+    pub keep_alive: bool,
+    /// Bytes of body that follow the head (Content-Length), to be read and discarded.
+    pub body_len: u64,
+    pub if_none_match: Option<String>,
+    pub if_modified_since: Option<String>,
+    pub range: Option<String>,
+    pub if_range: Option<String>,
+    pub referer: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// The outcome of feeding a buffer to [`parse`].
+// Returned by value once per request and matched at once; boxing would add an allocation.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    /// A whole head: the request and how many bytes of the buffer it used (body not included).
+    Complete(Request, usize),
+    /// The head is not finished and the buffer is within the limits: read more.
+    Partial,
+}
+
+/// Parses the request head at the start of `buf`.
+pub fn parse(buf: &[u8], limits: &Limits) -> Result<Parsed, ParseError> {
+    // RFC 9112 §2.2: a server SHOULD ignore at least one empty line before the request line.
+    let skip = leading_empty_lines(buf);
+    let rest = &buf[skip..];
+
+    // The request line on its own, before httparse: its limit (414) is separate from the head's
+    // (431), and a well-formed but unsupported version must be told apart from garbage (505 vs 400).
+    match memchr_newline(rest) {
+        None if rest.len() > limits.max_line => return Err(ParseError::UriTooLong),
+        None => return Ok(Parsed::Partial),
+        Some(end) => {
+            let line = strip_cr(&rest[..end]);
+            if line.len() > limits.max_line {
+                return Err(ParseError::UriTooLong);
+            }
+            check_version(line)?;
+        }
+    }
+
+    let mut headers = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS_CAP];
+    let headers = &mut headers[..limits.max_headers.min(MAX_HEADERS_CAP)];
+    let mut req = httparse::Request::new(&mut []);
+    let used = match req.parse_with_uninit_headers(rest, headers) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            return if rest.len() > limits.max_head {
+                Err(ParseError::HeadersTooLarge)
+            } else {
+                Ok(Parsed::Partial)
+            };
+        }
+        Err(httparse::Error::TooManyHeaders) => return Err(ParseError::HeadersTooLarge),
+        Err(httparse::Error::Version) => return Err(ParseError::BadRequest("malformed version")),
+        Err(httparse::Error::HeaderName) => {
+            return Err(ParseError::BadRequest("malformed header name"))
+        }
+        Err(httparse::Error::HeaderValue) => {
+            return Err(ParseError::BadRequest("malformed header value"))
+        }
+        Err(httparse::Error::NewLine) | Err(httparse::Error::Status) => {
+            return Err(ParseError::BadRequest("malformed line ending"))
+        }
+        Err(httparse::Error::Token) => return Err(ParseError::BadRequest("malformed token")),
+    };
+    if used > limits.max_head {
+        return Err(ParseError::HeadersTooLarge);
+    }
+
+    let method_text = req.method.unwrap_or_default();
+    let target = req.path.unwrap_or_default();
+    // httparse lets bytes >= 0x80 through in the target; a raw (unencoded) non-ASCII byte is not
+    // a valid URI character, and a control character never is.
+    if target.is_empty() || !target.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+        return Err(ParseError::BadRequest(
+            "invalid character in request target",
+        ));
+    }
+    let version = match req.version {
+        Some(0) => Version::Http10,
+        _ => Version::Http11,
+    };
+
+    let mut out = Request {
+        method: Method::from_token(method_text),
+        method_text: method_text.to_owned(),
+        target: target.to_owned(),
+        version,
+        keep_alive: version == Version::Http11,
+        body_len: 0,
+        if_none_match: None,
+        if_modified_since: None,
+        range: None,
+        if_range: None,
+        referer: None,
+        user_agent: None,
+    };
+
+    let mut hosts = 0;
+    let mut content_length: Option<u64> = None;
+    let mut transfer_encoding: Option<&[u8]> = None;
+    let mut conn_close = false;
+    let mut conn_keep_alive = false;
+    for h in req.headers.iter() {
+        let name = h.name;
+        let value = h.value;
+        // httparse accepts any byte >= 0x80 and HTAB in values but rejects CR/LF and other controls,
+        // so a bare CR inside a value is already an error; nothing else to check here.
+        if name.eq_ignore_ascii_case("host") {
+            hosts += 1;
+        } else if name.eq_ignore_ascii_case("content-length") {
+            if content_length.is_some() {
+                return Err(ParseError::BadRequest("duplicate Content-Length"));
+            }
+            content_length = Some(parse_content_length(value)?);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            if transfer_encoding.is_some() {
+                return Err(ParseError::BadRequest("duplicate Transfer-Encoding"));
+            }
+            transfer_encoding = Some(value);
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in value.split(|&b| b == b',') {
+                let token = trim(token);
+                if token.eq_ignore_ascii_case(b"close") {
+                    conn_close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    conn_keep_alive = true;
+                }
+            }
+        } else if name.eq_ignore_ascii_case("if-none-match") {
+            // Several If-None-Match lines are one list (RFC 9110 §5.3).
+            let v = text(value)?;
+            match &mut out.if_none_match {
+                Some(list) => {
+                    list.push_str(", ");
+                    list.push_str(v);
+                }
+                None => out.if_none_match = Some(v.to_owned()),
+            }
+        } else if name.eq_ignore_ascii_case("if-modified-since") {
+            out.if_modified_since.get_or_insert(text(value)?.to_owned());
+        } else if name.eq_ignore_ascii_case("range") {
+            out.range.get_or_insert(text(value)?.to_owned());
+        } else if name.eq_ignore_ascii_case("if-range") {
+            out.if_range.get_or_insert(text(value)?.to_owned());
+        } else if name.eq_ignore_ascii_case("referer") {
+            out.referer = Some(String::from_utf8_lossy(value).into_owned());
+        } else if name.eq_ignore_ascii_case("user-agent") {
+            out.user_agent = Some(String::from_utf8_lossy(value).into_owned());
+        }
+    }
+
+    // RFC 9112 §3.2: a 1.1 request without exactly one Host is a 400; 1.0 may omit it.
+    if hosts > 1 || (hosts == 0 && version == Version::Http11) {
+        return Err(ParseError::BadRequest("a request needs exactly one Host"));
+    }
+    // RFC 9112 §6.1: both framings at once is a smuggling attempt.
+    if let Some(te) = transfer_encoding {
+        if content_length.is_some() {
+            return Err(ParseError::BadRequest(
+                "both Content-Length and Transfer-Encoding",
+            ));
+        }
+        let last = te.rsplit(|&b| b == b',').next().map(trim).unwrap_or(b"");
+        return Err(if last.eq_ignore_ascii_case(b"chunked") {
+            ParseError::LengthRequired
+        } else {
+            ParseError::NotImplemented
+        });
+    }
+    out.body_len = content_length.unwrap_or(0);
+    out.keep_alive = match version {
+        Version::Http11 => !conn_close,
+        Version::Http10 => conn_keep_alive && !conn_close,
+    };
+    Ok(Parsed::Complete(out, skip + used))
+}
+
+/// Bytes of CRLF / LF lines before the request line.
+fn leading_empty_lines(buf: &[u8]) -> usize {
+    let mut i = 0;
+    loop {
+        if buf[i..].starts_with(b"\r\n") {
+            i += 2;
+        } else if buf[i..].starts_with(b"\n") {
+            i += 1;
+        } else {
+            return i;
+        }
+    }
+}
+
+fn memchr_newline(buf: &[u8]) -> Option<usize> {
+    buf.iter().position(|&b| b == b'\n')
+}
+
+fn strip_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// `HTTP/d.d` other than 1.0 and 1.1 is understood but unsupported (505); anything else that
+/// httparse rejects as a version is malformed (400).
+fn check_version(line: &[u8]) -> Result<(), ParseError> {
+    let version = line.rsplit(|&b| b == b' ').next().unwrap_or(b"");
+    if let [b'H', b'T', b'T', b'P', b'/', major, b'.', minor] = version {
+        if major.is_ascii_digit()
+            && minor.is_ascii_digit()
+            && !(*major == b'1' && (*minor == b'0' || *minor == b'1'))
+        {
+            return Err(ParseError::VersionNotSupported);
+        }
+    }
+    Ok(())
+}
+
+/// Content-Length is 1*DIGIT; a list (even of equal values), a sign or a space inside is a 400.
+fn parse_content_length(value: &[u8]) -> Result<u64, ParseError> {
+    let value = trim(value);
+    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+        return Err(ParseError::BadRequest("malformed Content-Length"));
+    }
+    value
+        .iter()
+        .try_fold(0u64, |acc, &d| {
+            acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        })
+        .ok_or(ParseError::BadRequest("malformed Content-Length"))
+}
+
+fn trim(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// Header values we act on must be visible ASCII (obs-text has no meaning in an ETag or a date).
+fn text(value: &[u8]) -> Result<&str, ParseError> {
+    std::str::from_utf8(value)
+        .ok()
+        .filter(|s| s.is_ascii())
+        .ok_or(ParseError::BadRequest("non-ASCII header value"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NEXT: &[u8] = b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    /// Feeds `input` three ways: whole, one byte at a time, and followed by a pipelined request;
+    /// all three must agree, and the pipelined request must parse from where the first ended.
+    fn check(input: &[u8]) -> Result<Request, ParseError> {
+        let limits = Limits::default();
+        let whole = parse(input, &limits);
+
+        // Byte at a time: every strict prefix is Partial (or already the same error), never Complete.
+        for end in 0..input.len() {
+            match parse(&input[..end], &limits) {
+                Ok(Parsed::Partial) => {}
+                Ok(Parsed::Complete(..)) => panic!("prefix of {end} bytes parsed as complete"),
+                Err(e) => {
+                    assert_eq!(whole, Err(e), "prefix of {end} bytes failed differently");
+                    return Err(e);
+                }
+            }
+        }
+
+        let mut piped = input.to_vec();
+        piped.extend_from_slice(NEXT);
+        match (&whole, parse(&piped, &limits)) {
+            (Ok(Parsed::Complete(a, n)), Ok(Parsed::Complete(b, m))) => {
+                assert_eq!((a, *n), (&b, m));
+                assert_eq!(*n, input.len(), "a complete head uses the whole input");
+                match parse(&piped[m..], &limits) {
+                    Ok(Parsed::Complete(next, _)) => assert_eq!(next.target, "/next"),
+                    other => panic!("pipelined request not parsed: {other:?}"),
+                }
+                Ok(b)
+            }
+            (Err(e), Err(f)) => {
+                assert_eq!(*e, f);
+                Err(f)
+            }
+            (w, p) => panic!("whole {w:?} and pipelined {p:?} disagree"),
+        }
+    }
+
+    fn ok(input: &[u8]) -> Request {
+        check(input).unwrap_or_else(|e| panic!("{:?} refused: {e}", String::from_utf8_lossy(input)))
+    }
+
+    fn status(input: &[u8]) -> u16 {
+        match check(input) {
+            Err(e) => e.status(),
+            Ok(r) => panic!("{:?} accepted as {r:?}", String::from_utf8_lossy(input)),
+        }
+    }
+
+    #[test]
+    fn simple_get() {
+        let r = ok(b"GET /index.html HTTP/1.1\r\nHost: example\r\n\r\n");
+        assert_eq!(r.method, Method::Get);
+        assert_eq!(r.target, "/index.html");
+        assert_eq!(r.version, Version::Http11);
+        assert!(r.keep_alive);
+        assert_eq!(r.body_len, 0);
+    }
+
+    #[test]
+    fn methods_are_classified() {
+        assert_eq!(
+            ok(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n").method,
+            Method::Head
+        );
+        assert_eq!(
+            ok(b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n").method,
+            Method::Options
+        );
+        assert_eq!(
+            ok(b"DELETE / HTTP/1.1\r\nHost: x\r\n\r\n").method,
+            Method::NotAllowed
+        );
+        assert_eq!(
+            ok(b"BREW / HTTP/1.1\r\nHost: x\r\n\r\n").method,
+            Method::Unknown
+        );
+        // Methods are case-sensitive (RFC 9110 §9.1).
+        assert_eq!(
+            ok(b"get / HTTP/1.1\r\nHost: x\r\n\r\n").method,
+            Method::Unknown
+        );
+    }
+
+    #[test]
+    fn keep_alive_rules() {
+        assert!(!ok(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").keep_alive);
+        assert!(!ok(b"GET / HTTP/1.0\r\n\r\n").keep_alive);
+        assert!(ok(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").keep_alive);
+        assert!(
+            !ok(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, close\r\n\r\n").keep_alive
+        );
+        assert!(ok(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\n\r\n").keep_alive);
+    }
+
+    #[test]
+    fn conditional_and_range_fields_are_kept() {
+        let r = ok(b"GET / HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"a\"\r\nIf-None-Match: W/\"b\"\r\n\
+              If-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\nRange: bytes=0-1\r\nIf-Range: \"a\"\r\n\r\n");
+        assert_eq!(r.if_none_match.as_deref(), Some("\"a\", W/\"b\""));
+        assert_eq!(
+            r.if_modified_since.as_deref(),
+            Some("Sun, 06 Nov 1994 08:49:37 GMT")
+        );
+        assert_eq!(r.range.as_deref(), Some("bytes=0-1"));
+        assert_eq!(r.if_range.as_deref(), Some("\"a\""));
+    }
+
+    #[test]
+    fn leading_empty_lines_are_skipped() {
+        assert_eq!(ok(b"\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n").target, "/a");
+    }
+
+    #[test]
+    fn content_length_is_reported() {
+        let input = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n";
+        assert_eq!(ok(input).body_len, 5);
+    }
+
+    #[test]
+    fn framing_attacks_are_400() {
+        for input in [
+            &b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost : x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n",
+            b"GET / HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            b"GET /a\x01b HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET / FOO/1.1\r\nHost: x\r\n\r\n",
+            b"GET / HTTP/1\r\nHost: x\r\n\r\n",
+            b"GET  / HTTP/1.1\r\nHost: x\r\n\r\n",
+        ] {
+            assert_eq!(status(input), 400, "{:?}", String::from_utf8_lossy(input));
+        }
+    }
+
+    #[test]
+    fn transfer_encoding_is_refused() {
+        assert_eq!(
+            status(b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            411
+        );
+        assert_eq!(
+            status(b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n"),
+            501
+        );
+    }
+
+    #[test]
+    fn unsupported_versions_are_505() {
+        assert_eq!(status(b"GET / HTTP/2.0\r\nHost: x\r\n\r\n"), 505);
+        assert_eq!(status(b"GET / HTTP/1.2\r\nHost: x\r\n\r\n"), 505);
+        assert_eq!(status(b"GET / HTTP/0.9\r\n\r\n"), 505);
+    }
+
+    #[test]
+    fn limits_give_414_and_431() {
+        let limits = Limits::default();
+        let long_target = "a".repeat(limits.max_line);
+        let line = format!("GET /{long_target} HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(status(line.as_bytes()), 414);
+        // Without a newline yet, 414 as soon as the line is known to be too long.
+        assert_eq!(
+            parse(&line.as_bytes()[..limits.max_line + 1], &limits),
+            Err(ParseError::UriTooLong)
+        );
+
+        let mut many = String::from("GET / HTTP/1.1\r\nHost: x\r\n");
+        for i in 0..limits.max_headers {
+            many.push_str(&format!("X-{i}: v\r\n"));
+        }
+        many.push_str("\r\n");
+        assert_eq!(status(many.as_bytes()), 431);
+
+        let big = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+            "b".repeat(limits.max_head)
+        );
+        assert_eq!(status(big.as_bytes()), 431);
+    }
+
+    #[test]
+    fn limits_are_configurable() {
+        let limits = Limits {
+            max_line: 20,
+            max_head: 60,
+            max_headers: 2,
+        };
+        let input = b"GET /0123456789abcdef HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(parse(input, &limits), Err(ParseError::UriTooLong));
+        let input = b"GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\nB: 2\r\n\r\n";
+        assert_eq!(parse(input, &limits), Err(ParseError::HeadersTooLarge));
+    }
+
+    #[test]
+    fn partial_input_is_partial() {
+        let limits = Limits::default();
+        assert_eq!(parse(b"", &limits), Ok(Parsed::Partial));
+        assert_eq!(
+            parse(b"GET / HTTP/1.1\r\nHost: x\r\n", &limits),
+            Ok(Parsed::Partial)
+        );
+    }
+}

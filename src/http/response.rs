@@ -1,0 +1,89 @@
+//! Encoding a response head into bytes: status line, fields, blank line.
+use std::fmt::Display;
+use std::io::Write;
+
+/// The value of the `Server` field.
+pub const SERVER: &str = concat!("archserve/", env!("CARGO_PKG_VERSION"));
+
+/// The reason phrase for the status codes this server sends.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        416 => "Range Not Satisfiable",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}
+
+/// Writes a response head into a byte buffer. Fields are written as they are added (no map, no
+/// per-field allocation): the head of a small-file response is built with one Vec that the
+/// connection loop reuses.
+pub struct HeadWriter<'a> {
+    out: &'a mut Vec<u8>,
+}
+
+impl<'a> HeadWriter<'a> {
+    /// Starts a head with the status line and the fields every response carries.
+    pub fn new(out: &'a mut Vec<u8>, status: u16, date: &str) -> Self {
+        out.extend_from_slice(b"HTTP/1.1 ");
+        let _ = write!(out, "{status} {}\r\n", reason(status));
+        let mut w = HeadWriter { out };
+        w.field("Date", date);
+        w.field("Server", SERVER);
+        w
+    }
+
+    /// Adds one field; the value must not contain CR or LF (all of ours are generated).
+    pub fn field(&mut self, name: &str, value: impl Display) -> &mut Self {
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.extend_from_slice(b": ");
+        let _ = write!(self.out, "{value}");
+        self.out.extend_from_slice(b"\r\n");
+        self
+    }
+
+    /// Adds `Connection` and ends the head with the blank line.
+    pub fn finish(self, keep_alive: bool) {
+        self.out.extend_from_slice(if keep_alive {
+            b"Connection: keep-alive\r\n\r\n"
+        } else {
+            b"Connection: close\r\n\r\n"
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_a_head() {
+        let mut out = Vec::new();
+        let mut w = HeadWriter::new(&mut out, 404, "Sun, 06 Nov 1994 08:49:37 GMT");
+        w.field("Content-Length", 0);
+        w.finish(false);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!(
+                "HTTP/1.1 404 Not Found\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nServer: {SERVER}\r\n\
+                 Content-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+        );
+    }
+}

@@ -1,0 +1,20 @@
+//! archserve: an HTTP/1.1 static-file server whose concurrency architecture is chosen at
+//! start-up, and the tools to measure how the architectures compare.
+//!
+//! # Layout
+//! - [`http`]: the sans-IO HTTP/1.1 core (parse a head with limits, encode a response head).
+//! - [`site`]: what to answer: safe path resolution, files, conditional and range requests,
+//!   the `/cpu` and `/io` workloads.
+//! - [`conn`]: the connection loops, one per I/O style (blocking; evented).
+//! - [`arch`]: the architectures (who runs the loops) and their registry.
+//! - [`listener`], [`shutdown`], [`config`], [`cli`]: binding, signals, validated settings, flags.
+//! - [`client`]: `send` (raw client) and `load` (load generator).
+pub mod arch;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod conn;
+pub mod http;
+pub mod listener;
+pub mod shutdown;
+pub mod site;

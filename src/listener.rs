@@ -1,0 +1,49 @@
+//! The listening socket, bound once before any worker exists (the seed's shape: SO_REUSEADDR,
+//! then shared by every worker), optionally with SO_REUSEPORT for one socket per worker.
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Binds `addr` with SO_REUSEADDR (a restart does not wait out TIME_WAIT) and starts listening.
+pub fn bind(addr: SocketAddr, backlog: i32, reuseport: bool) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if reuseport {
+        socket.set_reuse_port(true)?;
+    }
+    socket.set_cloexec(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog)?;
+    Ok(socket.into())
+}
+
+/// Stops a listening socket for every thread and process sharing it: on Linux, shutdown(SHUT_RD)
+/// on a listener wakes every accept() blocked on it with EINVAL, and later ones fail at once.
+pub fn stop_accepting(listener: &TcpListener) {
+    let _ = socket2::SockRef::from(listener).shutdown(std::net::Shutdown::Read);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binds_port_zero_and_refuses_a_taken_port() {
+        let a = bind("127.0.0.1:0".parse().unwrap(), 16, false).unwrap();
+        let addr = a.local_addr().unwrap();
+        assert_ne!(addr.port(), 0);
+        let err = bind(addr, 16, false).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+    }
+
+    #[test]
+    fn stop_accepting_wakes_a_blocked_accept() {
+        let l = std::sync::Arc::new(bind("127.0.0.1:0".parse().unwrap(), 16, false).unwrap());
+        let l2 = l.clone();
+        let t = std::thread::spawn(move || l2.accept().is_err());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        stop_accepting(&l);
+        assert!(t.join().unwrap());
+    }
+}

@@ -1,0 +1,57 @@
+//! The `archserve` binary: parse the command line, run the subcommand, map errors to exit codes.
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+
+use archserve::arch::{self, Server};
+use archserve::cli::{Cli, Command, ServeArgs};
+use archserve::shutdown::Signals;
+use archserve::site::Site;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args).map(|()| 0),
+        Command::Send(args) => archserve::client::send::run(args),
+        Command::Load(args) => archserve::client::load::run(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // First, before any thread or child exists, so all of them inherit the blocked mask.
+    let signals = Signals::block().context("blocking termination signals")?;
+    let config = args.config().map_err(anyhow::Error::msg)?;
+    let arch = arch::find(&args.arch).context("unknown architecture")?;
+    let site = Site::new(&config.root)
+        .with_context(|| format!("document root {}", config.root.display()))?;
+    let listener = archserve::listener::bind(config.addr, config.backlog, false)
+        .with_context(|| format!("cannot listen on {}", config.addr))?;
+    println!("Server listening on {}", listener.local_addr()?);
+    tracing::info!(
+        "arch {}, {} workers, root {}",
+        arch.name,
+        config.workers,
+        site.root().display()
+    );
+    (arch.run)(Server {
+        listener,
+        config,
+        site,
+        signals,
+    })
+    .with_context(|| format!("architecture {}", arch.name))
+}
