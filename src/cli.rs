@@ -67,9 +67,10 @@ pub struct ServeArgs {
     /// Seconds a request head may take to arrive (then 408 and close).
     #[arg(long, default_value = "10", value_parser = seconds)]
     pub header_timeout: Duration,
-    /// Seconds an idle keep-alive connection is kept.
-    #[arg(long, default_value = "5", value_parser = seconds)]
-    pub idle_timeout: Duration,
+    /// Seconds an idle keep-alive connection is kept [default: 5 for blocking architectures,
+    /// 75 for event loops].
+    #[arg(long, value_parser = seconds)]
+    pub idle_timeout: Option<Duration>,
     /// Seconds a write may make no progress before the connection is dropped.
     #[arg(long, default_value = "30", value_parser = seconds)]
     pub write_timeout: Duration,
@@ -91,6 +92,10 @@ pub struct ServeArgs {
     /// Listen backlog.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65535))]
     pub backlog: u32,
+    /// Multi-process architectures: a listening socket per worker (SO_REUSEPORT) instead of one
+    /// shared socket.
+    #[arg(long)]
+    pub reuseport: bool,
 }
 
 /// A positive number of seconds, fractions allowed (`0.5`), at most a day.
@@ -110,13 +115,25 @@ impl ServeArgs {
         if self.max_line as usize > self.max_head as usize {
             return Err("--max-line cannot exceed --max-head".into());
         }
+        if arch.workers == arch::Workers::One && self.workers.is_some_and(|w| w != 1) {
+            return Err(format!(
+                "--arch {} runs exactly one worker; drop -w",
+                arch.name
+            ));
+        }
+        if self.reuseport && !arch.multi_process {
+            return Err(format!(
+                "--reuseport applies to multi-process architectures, not {}",
+                arch.name
+            ));
+        }
         Ok(Config {
             root: self.root.clone(),
             addr,
             workers: self
                 .workers
                 .map(|w| w as usize)
-                .unwrap_or_else(arch.default_workers),
+                .unwrap_or_else(|| arch.workers.default_count()),
             conn: ConnLimits {
                 head: Limits {
                     max_line: self.max_line as usize,
@@ -124,13 +141,14 @@ impl ServeArgs {
                     max_headers: self.max_headers as usize,
                 },
                 header_timeout: self.header_timeout,
-                idle_timeout: self.idle_timeout,
+                idle_timeout: self.idle_timeout.unwrap_or(arch.idle_timeout),
                 write_timeout: self.write_timeout,
                 max_requests: self.max_requests,
                 ..ConnLimits::default()
             },
             grace: self.grace,
             backlog: self.backlog as i32,
+            reuseport: self.reuseport,
         })
     }
 }
@@ -165,7 +183,7 @@ mod tests {
 
     #[test]
     fn defaults_follow_the_seed() {
-        let c = serve(&[]).unwrap();
+        let c = serve(&["--arch", "threads"]).unwrap();
         assert_eq!(c.addr, "127.0.0.1:2000".parse().unwrap());
         assert_eq!(c.root, PathBuf::from("www"));
         assert_eq!(c.workers, 5);
@@ -183,6 +201,8 @@ mod tests {
             &["--max-headers", "100000"],
             &["--max-line", "9000", "--max-head", "4096"],
             &["--host", "no such host name.invalid"],
+            &["--arch", "async", "-w", "3"],
+            &["--arch", "threads", "--reuseport"],
         ] {
             assert!(serve(bad).is_err(), "{bad:?} accepted");
         }

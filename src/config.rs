@@ -49,4 +49,6 @@ pub struct Config {
     pub grace: Duration,
     /// Listen backlog.
     pub backlog: i32,
+    /// A listening socket per worker process (SO_REUSEPORT) instead of one shared socket.
+    pub reuseport: bool,
 }

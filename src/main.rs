@@ -38,7 +38,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let arch = arch::find(&args.arch).context("unknown architecture")?;
     let site = Site::new(&config.root)
         .with_context(|| format!("document root {}", config.root.display()))?;
-    let listener = archserve::listener::bind(config.addr, config.backlog, false)
+    let listener = archserve::listener::bind(config.addr, config.backlog, config.reuseport)
         .with_context(|| format!("cannot listen on {}", config.addr))?;
     println!("Server listening on {}", listener.local_addr()?);
     tracing::info!(

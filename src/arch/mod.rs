@@ -2,17 +2,23 @@
 //! the connection loops (threads, forked processes, event loops) on an already-bound listener and
 //! never speaks HTTP itself. The CLI's `--arch` values and help, the conformance suite and the
 //! compare matrix all iterate [`REGISTRY`], so a new architecture is one file plus one line here.
+pub mod async_single;
+pub mod hybrid;
+pub mod processes;
+pub mod supervisor;
 pub mod threads;
+pub mod work_stealing;
 
 use std::io;
 use std::net::TcpListener;
+use std::time::Duration;
 
 use crate::config::Config;
 use crate::shutdown::Signals;
 use crate::site::Site;
 
 /// What an architecture is handed: a bound listener, the validated config, the site, and the
-/// (already blocked) termination signals it must wait for.
+/// (already blocked) termination signals it must handle.
 #[derive(Debug)]
 pub struct Server {
     pub listener: TcpListener,
@@ -20,6 +26,36 @@ pub struct Server {
     pub site: Site,
     pub signals: Signals,
 }
+
+/// How many workers an architecture runs when `-w` is not given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workers {
+    /// The seed's 5.
+    Seed,
+    /// One per CPU (an event loop per core, as nginx's `worker_processes auto`).
+    Cpus,
+    /// Exactly one; `-w` other than 1 is refused.
+    One,
+}
+
+impl Workers {
+    pub fn default_count(self) -> usize {
+        match self {
+            Workers::Seed => 5,
+            Workers::Cpus => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            Workers::One => 1,
+        }
+    }
+}
+
+/// Idle keep-alive timeout for loops where an idle client pins a thread or process: short, so a
+/// few idle clients cannot take every worker (Apache's KeepAliveTimeout is 5 s).
+pub const BLOCKING_IDLE: Duration = Duration::from_secs(5);
+/// Idle keep-alive timeout for event loops, where an idle client costs a few hundred bytes
+/// (nginx's keepalive_timeout is 75 s).
+pub const EVENTED_IDLE: Duration = Duration::from_secs(75);
 
 /// One registered architecture.
 #[derive(Debug)]
@@ -29,22 +65,27 @@ pub struct Arch {
     /// One line for `--help` and the docs.
     pub about: &'static str,
     /// Workers when `-w` is not given.
-    pub default_workers: fn() -> usize,
+    pub workers: Workers,
+    /// Default idle keep-alive timeout.
+    pub idle_timeout: Duration,
+    /// Whether it runs several processes (and so can use `--reuseport`).
+    pub multi_process: bool,
     /// Runs until a termination signal has been handled and in-flight work finished (or the
     /// grace period ran out).
     pub run: fn(Server) -> io::Result<()>,
 }
 
-/// The seed's worker count.
-pub fn seed_workers() -> usize {
-    5
-}
-
 /// Every architecture, in the order `--help` and the reports list them.
-pub static REGISTRY: &[Arch] = &[threads::ARCH];
+pub static REGISTRY: &[Arch] = &[
+    threads::ARCH,
+    processes::ARCH,
+    async_single::ARCH,
+    work_stealing::ARCH,
+    hybrid::ARCH,
+];
 
-/// The architecture used when `--arch` is not given.
-pub const DEFAULT: &str = "threads";
+/// The architecture used when `--arch` is not given: the seed's "best of both worlds".
+pub const DEFAULT: &str = "hybrid";
 
 /// Looks an architecture up by name.
 pub fn find(name: &str) -> Option<&'static Arch> {
@@ -58,6 +99,15 @@ pub fn announce_worker(addr: std::net::SocketAddr) {
         std::process::id(),
         nix::unistd::gettid()
     );
+}
+
+/// Builds the state the evented loops share.
+pub fn evented_shared(config: &Config, site: Site) -> std::sync::Arc<crate::conn::evented::Shared> {
+    std::sync::Arc::new(crate::conn::evented::Shared {
+        site,
+        limits: config.conn,
+        stopping: tokio::sync::Notify::new(),
+    })
 }
 
 #[cfg(test)]

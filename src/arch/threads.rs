@@ -8,15 +8,17 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{announce_worker, seed_workers, Arch, Server};
-use crate::conn::blocking::Worker;
+use super::{announce_worker, Arch, Server, Workers, BLOCKING_IDLE};
+use crate::conn::blocking;
 use crate::listener;
 use crate::shutdown::Stop;
 
 pub const ARCH: Arch = Arch {
     name: "threads",
     about: "N threads blocking in accept() on one shared listener, a connection at a time each (seed -t)",
-    default_workers: seed_workers,
+    workers: Workers::Seed,
+    idle_timeout: BLOCKING_IDLE,
+    multi_process: false,
     run,
 };
 
@@ -29,21 +31,19 @@ fn run(server: Server) -> io::Result<()> {
     } = server;
     let addr = listener.local_addr()?;
     let shared = Arc::new((listener, site, config));
-    let stop = Stop::new();
+    let stop = Stop;
 
     let mut workers = Vec::with_capacity(shared.2.workers);
     for i in 0..shared.2.workers {
         let shared = Arc::clone(&shared);
-        let stop = stop.clone();
         let handle = std::thread::Builder::new()
             .name(format!("worker-{i}"))
             .spawn(move || {
                 announce_worker(addr);
                 let (listener, site, config) = &*shared;
-                let mut worker = Worker::new();
                 loop {
                     match listener.accept() {
-                        Ok((stream, _)) => worker.serve(stream, site, &config.conn, &stop),
+                        Ok((stream, _)) => blocking::serve(stream, site, &config.conn, stop),
                         Err(_) if stop.is_set() => break,
                         Err(e) => accept_error(&e),
                     }

@@ -6,15 +6,14 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsFd;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use crate::config::ConnLimits;
-use crate::http::date::DateCache;
 use crate::http::{self, Parsed};
 use crate::shutdown::Stop;
 use crate::site::{Body, Ctx, Part, Plan, Reply, Site, Work};
 
-use super::{inline_small_body, keep_alive, READ_CHUNK};
+use super::{inline_small_body, keep_alive, with_date, READ_CHUNK};
 
 /// While idle, wake this often to notice a shutdown (cheap: a handful of workers).
 const STOP_POLL: Duration = Duration::from_millis(200);
@@ -22,27 +21,15 @@ const STOP_POLL: Duration = Duration::from_millis(200);
 /// close does not turn into a RST that destroys our error response in the client's buffer.
 const LINGER: Duration = Duration::from_millis(500);
 
-/// Per-worker state that outlives connections.
-#[derive(Debug, Default)]
-pub struct Worker {
-    dates: DateCache,
-}
-
-impl Worker {
-    pub fn new() -> Worker {
-        Worker::default()
-    }
-
-    /// Serves `stream` until the client leaves, a limit is hit, or shutdown begins.
-    pub fn serve(&mut self, stream: TcpStream, site: &Site, limits: &ConnLimits, stop: &Stop) {
-        let mut conn = Conn {
-            stream,
-            buf: Vec::with_capacity(READ_CHUNK),
-            timeout: None,
-        };
-        if let Err(e) = conn.run(self, site, limits, stop) {
-            tracing::debug!("connection ended: {e}");
-        }
+/// Serves `stream` until the client leaves, a limit is hit, or shutdown begins.
+pub fn serve(stream: TcpStream, site: &Site, limits: &ConnLimits, stop: Stop) {
+    let mut conn = Conn {
+        stream,
+        buf: Vec::with_capacity(READ_CHUNK),
+        timeout: None,
+    };
+    if let Err(e) = conn.run(site, limits, stop) {
+        tracing::debug!("connection ended: {e}");
     }
 }
 
@@ -62,13 +49,7 @@ enum Wait {
 }
 
 impl Conn {
-    fn run(
-        &mut self,
-        worker: &mut Worker,
-        site: &Site,
-        limits: &ConnLimits,
-        stop: &Stop,
-    ) -> io::Result<()> {
+    fn run(&mut self, site: &Site, limits: &ConnLimits, stop: Stop) -> io::Result<()> {
         self.stream.set_nodelay(true)?;
         self.stream.set_write_timeout(Some(limits.write_timeout))?;
         let mut served: u64 = 0;
@@ -89,8 +70,7 @@ impl Conn {
                     }
                     Ok(Parsed::Partial) => {}
                     Err(e) => {
-                        let date = worker.dates.get(SystemTime::now()).to_owned();
-                        let reply = site.refuse(e.status(), &date);
+                        let reply = with_date(|date| site.refuse(e.status(), date));
                         return self.refuse(reply);
                     }
                 }
@@ -114,8 +94,7 @@ impl Conn {
                     Wait::Closed | Wait::Stopping => return Ok(()),
                     Wait::TimedOut if head_start.is_none() => return Ok(()),
                     Wait::TimedOut => {
-                        let date = worker.dates.get(SystemTime::now()).to_owned();
-                        return self.refuse(site.refuse(408, &date));
+                        return self.refuse(with_date(|date| site.refuse(408, date)));
                     }
                 }
             };
@@ -135,12 +114,16 @@ impl Conn {
 
             // 3. Plan, run the workload, write.
             let ka = keep_alive(&req, served, limits.max_requests, stop.is_set()) && !close_after;
-            let date = worker.dates.get(SystemTime::now()).to_owned();
-            let ctx = Ctx {
-                date: &date,
-                keep_alive: ka,
-            };
-            let reply = match site.plan(&req, ctx) {
+            let plan = with_date(|date| {
+                site.plan(
+                    &req,
+                    Ctx {
+                        date,
+                        keep_alive: ka,
+                    },
+                )
+            });
+            let reply = match plan {
                 Plan::Reply(reply) => reply,
                 Plan::Work(work) => {
                     let primes = match work {
@@ -150,12 +133,17 @@ impl Conn {
                             None
                         }
                     };
-                    let date = worker.dates.get(SystemTime::now()).to_owned();
-                    let ctx = Ctx {
-                        date: &date,
-                        keep_alive: ka,
-                    };
-                    site.after_work(&req, work, primes, ctx)
+                    with_date(|date| {
+                        site.after_work(
+                            &req,
+                            work,
+                            primes,
+                            Ctx {
+                                date,
+                                keep_alive: ka,
+                            },
+                        )
+                    })
                 }
             };
             served += 1;
@@ -172,7 +160,7 @@ impl Conn {
 
     /// Reads once into the buffer, waiting until `deadline`. While `idle` (between requests),
     /// wakes every [`STOP_POLL`] to notice a shutdown.
-    fn read_more(&mut self, deadline: Instant, idle: bool, stop: &Stop) -> io::Result<Wait> {
+    fn read_more(&mut self, deadline: Instant, idle: bool, stop: Stop) -> io::Result<Wait> {
         loop {
             if idle && stop.is_set() {
                 return Ok(Wait::Stopping);

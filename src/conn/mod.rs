@@ -3,9 +3,14 @@
 //! same steps — read, parse, discard any body, plan, run the workload, write, keep-alive or close —
 //! and share the pieces below so the rules cannot drift apart.
 pub mod blocking;
+pub mod evented;
 
 use std::os::unix::fs::FileExt;
 
+use std::cell::RefCell;
+use std::time::SystemTime;
+
+use crate::http::date::DateCache;
 use crate::http::Request;
 use crate::site::{Body, Part, Reply};
 
@@ -54,4 +59,15 @@ pub fn inline_small_body(reply: &mut Reply) -> std::io::Result<bool> {
             Ok(true)
         }
     }
+}
+
+thread_local! {
+    /// One Date cache per thread: formatting happens at most once a second per worker, and an
+    /// idle connection holds no copy of it.
+    static DATES: RefCell<DateCache> = RefCell::new(DateCache::new());
+}
+
+/// Calls `f` with the current `Date` value.
+pub fn with_date<R>(f: impl FnOnce(&str) -> R) -> R {
+    DATES.with(|d| f(d.borrow_mut().get(SystemTime::now())))
 }

@@ -105,6 +105,13 @@ impl Site {
         })
     }
 
+    /// A second handle on the same site.
+    pub fn try_clone(&self) -> io::Result<Site> {
+        Ok(Site {
+            root: self.root.try_clone()?,
+        })
+    }
+
     pub fn root(&self) -> &Path {
         self.root.path()
     }

@@ -148,6 +148,14 @@ impl Root {
         Ok(Root { path, fd })
     }
 
+    /// A second handle on the same root (a duplicated fd), e.g. for a forked worker's own state.
+    pub fn try_clone(&self) -> io::Result<Root> {
+        Ok(Root {
+            path: self.path.clone(),
+            fd: self.fd.try_clone()?,
+        })
+    }
+
     /// The canonical path of the root.
     pub fn path(&self) -> &Path {
         &self.path

@@ -1,0 +1,40 @@
+//! `work-stealing`: one process, tokio's multi-thread runtime with N worker threads that steal
+//! tasks from each other — what most Rust servers (hyper/axum, static-web-server) run. Tasks move
+//! between threads, so shared state needs atomics and the scheduler pays for that balance.
+use std::io;
+
+use super::{evented_shared, Arch, Server, Workers, EVENTED_IDLE};
+use crate::conn::evented::accept_until_stopped;
+
+pub const ARCH: Arch = Arch {
+    name: "work-stealing",
+    about:
+        "one process, a work-stealing multi-thread tokio runtime with N threads (hyper/axum style)",
+    workers: Workers::Seed,
+    idle_timeout: EVENTED_IDLE,
+    multi_process: false,
+    run,
+};
+
+fn run(server: Server) -> io::Result<()> {
+    let Server {
+        listener,
+        config,
+        site,
+        signals,
+    } = server;
+    let addr = listener.local_addr()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.workers)
+        .thread_name("worker")
+        .on_thread_start(move || super::announce_worker(addr))
+        .enable_all()
+        .build()?;
+    let shared = evented_shared(&config, site);
+    runtime.block_on(accept_until_stopped(
+        listener,
+        shared,
+        signals,
+        config.grace,
+    ))
+}
