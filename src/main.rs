@@ -16,6 +16,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match cli.command {
         Command::Serve(args) => serve(args).map(|()| 0),
@@ -40,7 +41,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("document root {}", config.root.display()))?;
     let listener = archserve::listener::bind(config.addr, config.backlog, config.reuseport)
         .with_context(|| format!("cannot listen on {}", config.addr))?;
-    println!("Server listening on {}", listener.local_addr()?);
+    arch::say(format_args!(
+        "Server listening on {}",
+        listener.local_addr()?
+    ));
     tracing::info!(
         "arch {}, {} workers, root {}",
         arch.name,

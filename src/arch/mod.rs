@@ -94,11 +94,20 @@ pub fn find(name: &str) -> Option<&'static Arch> {
 
 /// The seed-style line each worker prints when it starts.
 pub fn announce_worker(addr: std::net::SocketAddr) {
-    println!(
+    say(format_args!(
         "Starting connection worker for {addr}, pid: {}, tid: {}",
         std::process::id(),
         nix::unistd::gettid()
-    );
+    ));
+}
+
+/// Prints one line to stdout, ignoring errors: a server whose stdout was closed (`| head -1`)
+/// must keep serving, where `println!` would panic on EPIPE.
+pub fn say(line: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
 }
 
 /// Builds the state the evented loops share.
