@@ -77,6 +77,10 @@ pub struct ServeArgs {
     /// Requests served on one connection before it is closed.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_requests: u64,
+    /// Open connections per event loop (event-loop architectures); at the cap, idle keep-alive
+    /// connections are closed first, then accepting pauses until below.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_conns: u32,
     /// Seconds in-flight requests get to finish after SIGINT/SIGTERM.
     #[arg(long, default_value = "10", value_parser = seconds)]
     pub grace: Duration,
@@ -92,6 +96,9 @@ pub struct ServeArgs {
     /// Listen backlog.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65535))]
     pub backlog: u32,
+    /// Write an access log (Combined Log Format) to this file, or `-` for stdout. Off by default.
+    #[arg(long, value_name = "PATH|-")]
+    pub access_log: Option<PathBuf>,
     /// Multi-process architectures: a listening socket per worker (SO_REUSEPORT) instead of one
     /// shared socket.
     #[arg(long)]
@@ -144,6 +151,7 @@ impl ServeArgs {
                 idle_timeout: self.idle_timeout.unwrap_or(arch.idle_timeout),
                 write_timeout: self.write_timeout,
                 max_requests: self.max_requests,
+                max_conns: self.max_conns as usize,
                 ..ConnLimits::default()
             },
             grace: self.grace,

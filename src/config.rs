@@ -23,6 +23,10 @@ pub struct ConnLimits {
     /// Request bodies up to this size are read and discarded to keep the connection; larger ones
     /// get their answer and a close.
     pub max_discard: u64,
+    /// Open connections per event loop (per runtime for work-stealing); at the cap, idle
+    /// connections are closed first, then accepting pauses until below. Blocking workers hold one
+    /// connection each, so for them the worker count is the cap.
+    pub max_conns: usize,
 }
 
 impl Default for ConnLimits {
@@ -34,6 +38,7 @@ impl Default for ConnLimits {
             write_timeout: Duration::from_secs(30),
             max_requests: 1000,
             max_discard: 1 << 20,
+            max_conns: 10_000,
         }
     }
 }

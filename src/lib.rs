@@ -8,7 +8,9 @@
 //! - [`conn`]: the connection loops, one per I/O style (blocking; evented).
 //! - [`arch`]: the architectures (who runs the loops) and their registry.
 //! - [`listener`], [`shutdown`], [`config`], [`cli`]: binding, signals, validated settings, flags.
+//! - [`access_log`]: the Combined Log Format access log, buffered per worker thread.
 //! - [`client`]: `send` (raw client) and `load` (load generator).
+pub mod access_log;
 pub mod arch;
 pub mod cli;
 pub mod client;

@@ -39,6 +39,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let arch = arch::find(&args.arch).context("unknown architecture")?;
     let site = Site::new(&config.root)
         .with_context(|| format!("document root {}", config.root.display()))?;
+    if let Some(path) = &args.access_log {
+        archserve::access_log::open(path)
+            .with_context(|| format!("access log {}", path.display()))?;
+    }
     let listener = archserve::listener::bind(config.addr, config.backlog, config.reuseport)
         .with_context(|| format!("cannot listen on {}", config.addr))?;
     arch::say(format_args!(

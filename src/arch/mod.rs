@@ -112,11 +112,7 @@ pub fn say(line: std::fmt::Arguments) {
 
 /// Builds the state the evented loops share.
 pub fn evented_shared(config: &Config, site: Site) -> std::sync::Arc<crate::conn::evented::Shared> {
-    std::sync::Arc::new(crate::conn::evented::Shared {
-        site,
-        limits: config.conn,
-        stopping: tokio::sync::Notify::new(),
-    })
+    std::sync::Arc::new(crate::conn::evented::Shared::new(site, config.conn))
 }
 
 #[cfg(test)]

@@ -41,6 +41,7 @@ fn worker(listener: TcpListener, config: &Config, site: &Site, signals: Signals)
             Err(e) => super::threads::accept_error(&e),
         }
     }
+    crate::access_log::flush();
     0
 }
 

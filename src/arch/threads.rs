@@ -61,6 +61,7 @@ fn run(server: Server) -> io::Result<()> {
     while workers.iter().any(|w| !w.is_finished()) {
         if Instant::now() >= deadline {
             tracing::warn!("grace period over with requests still in flight; exiting");
+            crate::access_log::flush();
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -68,6 +69,7 @@ fn run(server: Server) -> io::Result<()> {
     for w in workers {
         let _ = w.join();
     }
+    crate::access_log::flush();
     Ok(())
 }
 

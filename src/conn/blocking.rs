@@ -13,7 +13,7 @@ use crate::http::{self, Parsed};
 use crate::shutdown::Stop;
 use crate::site::{Body, Ctx, Part, Plan, Reply, Site, Work};
 
-use super::{inline_small_body, keep_alive, with_date, READ_CHUNK};
+use super::{inline_small_body, keep_alive, log_request, with_date, READ_CHUNK};
 
 /// While idle, wake this often to notice a shutdown (cheap: a handful of workers).
 const STOP_POLL: Duration = Duration::from_millis(200);
@@ -23,10 +23,16 @@ const LINGER: Duration = Duration::from_millis(500);
 
 /// Serves `stream` until the client leaves, a limit is hit, or shutdown begins.
 pub fn serve(stream: TcpStream, site: &Site, limits: &ConnLimits, stop: Stop) {
+    let peer = if crate::access_log::enabled() {
+        stream.peer_addr().ok().map(|a| a.ip())
+    } else {
+        None
+    };
     let mut conn = Conn {
         stream,
         buf: Vec::with_capacity(READ_CHUNK),
         timeout: None,
+        peer,
     };
     if let Err(e) = conn.run(site, limits, stop) {
         tracing::debug!("connection ended: {e}");
@@ -38,6 +44,8 @@ struct Conn {
     buf: Vec<u8>,
     /// The read timeout currently set on the socket (set only when it changes: a syscall).
     timeout: Option<Duration>,
+    /// The client's address, for the access log (looked up only when logging).
+    peer: Option<std::net::IpAddr>,
 }
 
 /// Why a read returned without data.
@@ -148,7 +156,10 @@ impl Conn {
             };
             served += 1;
             let close = reply.close;
-            if !self.write_reply(reply)? {
+            let (status, body_len) = (reply.status, reply.body.len());
+            let complete = self.write_reply(reply)?;
+            log_request(self.peer, Some(&req), status, body_len);
+            if !complete {
                 return Ok(());
             }
             if close {
@@ -268,6 +279,7 @@ impl Conn {
 
     /// Answers a refused request and closes.
     fn refuse(&mut self, reply: Reply) -> io::Result<()> {
+        log_request(self.peer, None, reply.status, reply.body.len());
         self.write_reply(reply)?;
         self.close(true)
     }

@@ -8,6 +8,7 @@
 //! connection goes idle again, so 10,000 idle keep-alive clients cost little memory.
 use std::io;
 use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +22,7 @@ use crate::http::{self, Parsed};
 use crate::shutdown::Stop;
 use crate::site::{Body, Ctx, Part, Plan, Reply, Site, Work};
 
-use super::{inline_small_body, keep_alive, with_date, READ_CHUNK};
+use super::{inline_small_body, keep_alive, log_request, with_date, READ_CHUNK};
 
 /// After a refusal, drain what the client still sends for at most this long (see blocking.rs).
 const LINGER: Duration = Duration::from_millis(500);
@@ -31,9 +32,41 @@ const LINGER: Duration = Duration::from_millis(500);
 pub struct Shared {
     pub site: Site,
     pub limits: ConnLimits,
-    /// Woken once when shutdown begins, so idle connections close at once.
-    pub stopping: Notify,
+    /// Wakes idle connections so they close: all of them when shutdown begins
+    /// (`notify_waiters`), a few when the connection cap is reached (`notify_one`).
+    pub close_idle: Notify,
+    /// Open connections of this event loop / runtime.
+    pub active: AtomicUsize,
+    /// Signalled when a connection ends while the cap was reached (the acceptor waits on it).
+    pub freed: Notify,
 }
+
+impl Shared {
+    pub fn new(site: Site, limits: ConnLimits) -> Shared {
+        Shared {
+            site,
+            limits,
+            close_idle: Notify::new(),
+            active: AtomicUsize::new(0),
+            freed: Notify::new(),
+        }
+    }
+}
+
+/// Decrements the open-connection count when a connection task ends, however it ends.
+struct Active<'a>(&'a Shared);
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        let before = self.0.active.fetch_sub(1, Ordering::AcqRel);
+        if before >= self.0.limits.max_conns {
+            self.0.freed.notify_one();
+        }
+    }
+}
+
+/// How many idle connections to close at once when the cap is reached (nginx drains 32).
+const SHED_BATCH: usize = 32;
 
 enum Wait {
     Ready,
@@ -41,14 +74,15 @@ enum Wait {
     Stopping,
 }
 
-/// Serves one connection to its end.
-pub async fn serve(stream: TcpStream, shared: Arc<Shared>) {
-    if let Err(e) = run(&stream, &shared).await {
+/// Serves one connection to its end. The caller has already counted it in `shared.active`.
+pub async fn serve(stream: TcpStream, peer: std::net::IpAddr, shared: Arc<Shared>) {
+    let _active = Active(&shared);
+    if let Err(e) = run(&stream, peer, &shared).await {
         tracing::debug!("connection ended: {e}");
     }
 }
 
-async fn run(stream: &TcpStream, shared: &Shared) -> io::Result<()> {
+async fn run(stream: &TcpStream, peer: std::net::IpAddr, shared: &Shared) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let limits = &shared.limits;
     let site = &shared.site;
@@ -72,6 +106,7 @@ async fn run(stream: &TcpStream, shared: &Shared) -> io::Result<()> {
                     Ok(Parsed::Partial) => {}
                     Err(e) => {
                         let reply = with_date(|date| site.refuse(e.status(), date));
+                        log_request(Some(peer), None, reply.status, reply.body.len());
                         return refuse(stream, reply, limits).await;
                     }
                 }
@@ -90,6 +125,7 @@ async fn run(stream: &TcpStream, shared: &Shared) -> io::Result<()> {
                 Wait::TimedOut if head_start.is_none() => return Ok(()),
                 Wait::TimedOut => {
                     let reply = with_date(|date| site.refuse(408, date));
+                    log_request(Some(peer), None, reply.status, reply.body.len());
                     return refuse(stream, reply, limits).await;
                 }
             }
@@ -162,7 +198,10 @@ async fn run(stream: &TcpStream, shared: &Shared) -> io::Result<()> {
         };
         served += 1;
         let close = reply.close;
-        if !write_reply(stream, reply, limits.write_timeout).await? {
+        let (status, body_len) = (reply.status, reply.body.len());
+        let complete = write_reply(stream, reply, limits.write_timeout).await?;
+        log_request(Some(peer), Some(&req), status, body_len);
+        if !complete {
             return Ok(());
         }
         if close {
@@ -188,9 +227,9 @@ async fn wait_readable(
             Err(_) => Ok(Wait::TimedOut),
         };
     }
-    // Register for the shutdown notice before checking the flag, so a notice sent in between
-    // is not missed.
-    let notified = shared.stopping.notified();
+    // Register for the close notice before checking the flag, so a notice sent in between
+    // is not missed. Woken while not stopping means: shed to make room under the cap.
+    let notified = shared.close_idle.notified();
     tokio::pin!(notified);
     notified.as_mut().enable();
     if Stop.is_set() {
@@ -351,13 +390,30 @@ pub async fn accept_until_stopped(
     // Every connection task holds a sender; when all are dropped, recv() returns None.
     let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<()>(1);
     loop {
+        // At the connection cap: close some idle connections, then accept only once below it.
+        if shared.active.load(Ordering::Acquire) >= shared.limits.max_conns {
+            for _ in 0..SHED_BATCH {
+                shared.close_idle.notify_one();
+            }
+            let freed = shared.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if shared.active.load(Ordering::Acquire) >= shared.limits.max_conns {
+                tokio::select! {
+                    _ = freed => continue,
+                    _ = term.recv() => break,
+                    _ = int.recv() => break,
+                }
+            }
+        }
         tokio::select! {
             r = listener.accept() => match r {
-                Ok((stream, _)) => {
+                Ok((stream, peer)) => {
+                    shared.active.fetch_add(1, Ordering::AcqRel);
                     let shared = Arc::clone(&shared);
                     let done = done_tx.clone();
                     tokio::spawn(async move {
-                        serve(stream, shared).await;
+                        serve(stream, peer.ip(), shared).await;
                         drop(done);
                     });
                 }
@@ -370,11 +426,12 @@ pub async fn accept_until_stopped(
     tracing::info!("stopping, grace {grace:?}");
     Stop.trigger();
     drop(listener);
-    shared.stopping.notify_waiters();
+    shared.close_idle.notify_waiters();
     drop(done_tx);
     if timeout(grace, done_rx.recv()).await.is_err() {
         tracing::warn!("grace period over with requests still in flight; exiting");
     }
+    crate::access_log::flush();
     Ok(())
 }
 

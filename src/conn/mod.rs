@@ -8,8 +8,10 @@ pub mod evented;
 use std::os::unix::fs::FileExt;
 
 use std::cell::RefCell;
+use std::net::IpAddr;
 use std::time::SystemTime;
 
+use crate::access_log;
 use crate::http::date::DateCache;
 use crate::http::Request;
 use crate::site::{Body, Part, Reply};
@@ -65,6 +67,30 @@ thread_local! {
     /// One Date cache per thread: formatting happens at most once a second per worker, and an
     /// idle connection holds no copy of it.
     static DATES: RefCell<DateCache> = RefCell::new(DateCache::new());
+}
+
+/// Writes the access-log line of one answered (or refused: `req` None) request.
+pub fn log_request(peer: Option<IpAddr>, req: Option<&Request>, status: u16, body_bytes: u64) {
+    if !access_log::enabled() {
+        return;
+    }
+    with_date(|date| {
+        access_log::record(&access_log::Entry {
+            peer,
+            date,
+            request: req.map(|r| {
+                (
+                    r.method_text.as_str(),
+                    r.target.as_str(),
+                    r.version.as_str(),
+                )
+            }),
+            status,
+            body_bytes,
+            referer: req.and_then(|r| r.referer.as_deref()),
+            user_agent: req.and_then(|r| r.user_agent.as_deref()),
+        })
+    });
 }
 
 /// Calls `f` with the current `Date` value.
