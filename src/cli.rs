@@ -35,7 +35,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Send one raw request and print the exact bytes of the answer.
     Send(SendArgs),
-    /// Generate load (the seed's test_my_server, or a keep-alive benchmark).
+    /// Generate load: the seed's test_my_server (-c|-i [-nc N] HOST PORT) or a load generator
+    /// (`archserve load --help` shows both).
     Load(LoadArgs),
 }
 

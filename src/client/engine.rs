@@ -1,0 +1,595 @@
+//! The load engine: per thread, one edge-triggered epoll loop (mio) driving its share of the
+//! connections, each a small state machine (idle → connecting → writing → reading).
+//!
+//! Why it is shaped this way (the goal is h2load's speed at no more CPU per request):
+//! - The request is encoded once; every send writes the same bytes. Buffers are per
+//!   connection and reused, so the hot path allocates nothing.
+//! - One `read` per response in the common case: edge-triggered readiness plus the rule that a
+//!   short read drained the socket (the kernel queues a new edge for any byte that arrives
+//!   after it), instead of reading again until EAGAIN. One `write` per request, with no
+//!   readiness wait: a request always fits the empty send buffer.
+//! - One clock read per response: its end is the next request's start.
+//! - Counts are per thread ([`Stats`]), merged at the end; the only shared write is a relaxed
+//!   store of the thread's progress to its own cache line.
+//!
+//! Every request that starts ends exactly once, as a response or an error, so `-n N` gives
+//! N outcomes. Timeouts are checked every [`TICK`], so a stalled server costs at most
+//! `timeout + TICK` per request and the run always ends by itself.
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+
+use super::http1::{ResponseParser, MAX_HEAD};
+use super::stats::{ErrorKind, Stats};
+
+/// Timeout checks and open-loop wake-ups happen at least this often.
+const TICK: Duration = Duration::from_millis(10);
+/// Read buffer per connection: a typical response in one read; grows only for a larger head.
+const BUF: usize = 16 * 1024;
+/// Readiness events taken per `epoll_wait`.
+const EVENTS: usize = 1024;
+
+/// What a run does; built by the CLI, shared read-only by the threads.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub addr: SocketAddr,
+    /// The encoded request, sent as it is for every request.
+    pub request: Vec<u8>,
+    /// The method is HEAD: responses announce a length but carry no body.
+    pub head_request: bool,
+    pub connections: usize,
+    pub threads: usize,
+    pub limit: Limit,
+    /// Open loop: requests per second over the whole run, sent on schedule.
+    pub rate: Option<f64>,
+    /// Reuse connections; otherwise one connection per request.
+    pub keep_alive: bool,
+    /// Bound on each request, from its (intended) start to its last byte.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Limit {
+    /// Exactly this many requests.
+    Requests(u64),
+    /// Start requests for this long (closed loop), or schedule `rate × duration` requests.
+    Duration(Duration),
+}
+
+impl Plan {
+    /// Requests the open loop schedules in total (None: closed loop).
+    pub fn scheduled(&self) -> Option<u64> {
+        let rate = self.rate?;
+        Some(match self.limit {
+            Limit::Requests(n) => n,
+            Limit::Duration(d) => (rate * d.as_secs_f64()).ceil() as u64,
+        })
+    }
+}
+
+/// One request's end, for callers that print every request (the seed face).
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome {
+    pub result: Result<u16, ErrorKind>,
+    pub latency: Duration,
+}
+
+/// Per-thread progress counters, each on its own cache line so that threads never share one.
+#[derive(Debug, Default)]
+pub struct Progress {
+    slots: Vec<Slot>,
+}
+
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Slot(AtomicU64);
+
+impl Progress {
+    pub fn new(threads: usize) -> Progress {
+        Progress {
+            slots: (0..threads).map(|_| Slot::default()).collect(),
+        }
+    }
+
+    /// Requests finished so far, over all threads.
+    pub fn finished(&self) -> u64 {
+        self.slots.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// Runs the plan to its end and returns the merged counts.
+pub fn run(plan: &Plan, progress: &Progress, log: Option<Sender<Outcome>>) -> io::Result<Stats> {
+    let threads = plan.threads.clamp(1, plan.connections.max(1));
+    let t0 = Instant::now();
+    let results: Vec<io::Result<Stats>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|k| {
+                let log = log.clone();
+                let slot = &progress.slots[k % progress.slots.len().max(1)].0;
+                scope.spawn(move || Worker::new(plan, k, threads, t0, slot, log)?.run())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(io::Error::other("a load thread panicked")))
+            })
+            .collect()
+    });
+    let mut total = Stats::new();
+    for r in results {
+        total.merge(&r?);
+    }
+    Ok(total)
+}
+
+/// `share(n, k, t)`: thread k's part of n split over t threads (remainder to the first ones).
+fn share(n: u64, k: usize, t: usize) -> u64 {
+    n / t as u64 + u64::from((k as u64) < n % t as u64)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// No request in flight (the stream, if any, is a kept-alive connection).
+    Idle,
+    Connecting,
+    Writing,
+    Reading,
+}
+
+struct Conn {
+    stream: Option<TcpStream>,
+    state: State,
+    written: usize,
+    buf: Vec<u8>,
+    /// Unparsed bytes are `buf[start..end]`.
+    start: usize,
+    end: usize,
+    parser: ResponseParser,
+    /// Latency origin: when the request started (closed loop) or was due (open loop).
+    origin: Instant,
+    deadline: Instant,
+    bytes: u64,
+}
+
+/// The open loop's schedule for one thread: global request i is due at t0 + i/rate; this
+/// thread owns every i ≡ k (mod threads).
+struct Schedule {
+    next: u64,
+    step: u64,
+    total: u64,
+    t0: Instant,
+    interval: f64,
+}
+
+impl Schedule {
+    fn due(&self) -> Option<Instant> {
+        (self.next < self.total)
+            .then(|| self.t0 + Duration::from_secs_f64(self.next as f64 * self.interval))
+    }
+}
+
+struct Worker<'a> {
+    plan: &'a Plan,
+    poll: Poll,
+    conns: Vec<Conn>,
+    stats: Stats,
+    /// Closed loop: requests this thread may still start.
+    left: u64,
+    /// Closed loop with a duration: start nothing at or after this.
+    stop_at: Option<Instant>,
+    schedule: Option<Schedule>,
+    /// Connections with nothing to do (open loop: waiting for the next due request).
+    idle: Vec<usize>,
+    /// Connections to (re)start at the top of the loop: avoids recursing through failures.
+    restart: Vec<usize>,
+    /// Requests in flight.
+    active: usize,
+    t0: Instant,
+    progress: &'a AtomicU64,
+    log: Option<Sender<Outcome>>,
+}
+
+impl<'a> Worker<'a> {
+    fn new(
+        plan: &'a Plan,
+        k: usize,
+        threads: usize,
+        t0: Instant,
+        progress: &'a AtomicU64,
+        log: Option<Sender<Outcome>>,
+    ) -> io::Result<Worker<'a>> {
+        let conns = share(plan.connections as u64, k, threads) as usize;
+        let mut w = Worker {
+            plan,
+            poll: Poll::new()?,
+            conns: (0..conns)
+                .map(|_| Conn {
+                    stream: None,
+                    state: State::Idle,
+                    written: 0,
+                    buf: vec![0; BUF],
+                    start: 0,
+                    end: 0,
+                    parser: ResponseParser::new(plan.head_request),
+                    origin: t0,
+                    deadline: t0,
+                    bytes: 0,
+                })
+                .collect(),
+            stats: Stats::new(),
+            left: 0,
+            stop_at: None,
+            schedule: None,
+            idle: Vec::new(),
+            restart: Vec::new(),
+            active: 0,
+            t0,
+            progress,
+            log,
+        };
+        match (plan.scheduled(), plan.limit) {
+            (Some(total), _) => {
+                w.schedule = Some(Schedule {
+                    next: k as u64,
+                    step: threads as u64,
+                    total,
+                    t0,
+                    interval: 1.0 / plan.rate.unwrap_or(1.0),
+                });
+                w.idle = (0..conns).rev().collect();
+            }
+            (None, Limit::Requests(n)) => {
+                w.left = share(n, k, threads);
+                w.restart = (0..conns).collect();
+            }
+            (None, Limit::Duration(d)) => {
+                w.left = u64::MAX;
+                w.stop_at = Some(t0 + d);
+                w.restart = (0..conns).collect();
+            }
+        }
+        Ok(w)
+    }
+
+    fn run(mut self) -> io::Result<Stats> {
+        let mut events = Events::with_capacity(EVENTS);
+        let mut next_tick = Instant::now() + TICK;
+        loop {
+            let now = Instant::now();
+            while let Some(i) = self.restart.pop() {
+                self.next(i, now);
+            }
+            self.dispatch(now);
+            if now >= next_tick {
+                self.expire(now);
+                next_tick = now + TICK;
+                continue; // expiries may have queued restarts
+            }
+            if self.finished() {
+                break;
+            }
+            let mut wait = next_tick - now;
+            if let (Some(due), false) = (
+                self.schedule.as_ref().and_then(Schedule::due),
+                self.idle.is_empty(),
+            ) {
+                wait = wait.min(due.saturating_duration_since(now));
+            }
+            match self.poll.poll(&mut events, Some(wait)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            for ev in events.iter() {
+                let i = ev.token().0;
+                if self.conns[i].stream.is_none() {
+                    continue; // stale event for a connection closed in this batch
+                }
+                let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                let writable = ev.is_writable() || ev.is_error();
+                match self.conns[i].state {
+                    State::Connecting if writable || readable => self.connected(i),
+                    State::Writing if writable => self.write(i),
+                    State::Reading if readable => self.read(i),
+                    State::Idle if readable => self.idle_event(i),
+                    _ => {}
+                }
+            }
+        }
+        self.stats.elapsed = Instant::now() - self.t0;
+        Ok(self.stats)
+    }
+
+    fn finished(&self) -> bool {
+        self.active == 0
+            && self.restart.is_empty()
+            && match &self.schedule {
+                Some(s) => s.next >= s.total,
+                None => true, // an idle connection in the closed loop had nothing left to start
+            }
+    }
+
+    /// The connection `i` is free: give it the next request, if any.
+    fn next(&mut self, i: usize, now: Instant) {
+        if self.schedule.is_some() {
+            self.idle.push(i);
+            self.dispatch(now);
+            return;
+        }
+        let open = self.left > 0 && self.stop_at.is_none_or(|s| now < s);
+        if open {
+            self.left -= 1;
+            self.start(i, now);
+        } else if let Some(stream) = self.conns[i].stream.take() {
+            // Nothing more to send on it: close now rather than hold the server's resources.
+            drop(stream);
+        }
+    }
+
+    /// Open loop: hands every due request to an idle connection; a due request for which no
+    /// connection is free waits, and its latency keeps counting from its due time (that is the
+    /// coordinated-omission correction). One that waited past the timeout is a timeout.
+    fn dispatch(&mut self, now: Instant) {
+        loop {
+            let Some(s) = &mut self.schedule else { return };
+            let Some(due) = s.due().filter(|&d| d <= now) else {
+                return;
+            };
+            if now.saturating_duration_since(due) >= self.plan.timeout {
+                s.next += s.step;
+                self.outcome(Err(ErrorKind::Timeout), self.plan.timeout);
+                continue;
+            }
+            let Some(i) = self.idle.pop() else { return };
+            s.next += s.step;
+            self.start(i, due);
+        }
+    }
+
+    /// Starts a request on connection `i` whose latency counts from `origin`.
+    fn start(&mut self, i: usize, origin: Instant) {
+        self.active += 1;
+        let c = &mut self.conns[i];
+        c.origin = origin;
+        c.deadline = origin + self.plan.timeout;
+        c.bytes = 0;
+        c.written = 0;
+        if c.stream.is_some() {
+            c.state = State::Writing;
+            self.write(i);
+            return;
+        }
+        self.stats.connects += 1;
+        let connecting = TcpStream::connect(self.plan.addr).and_then(|mut s| {
+            self.poll.registry().register(
+                &mut s,
+                Token(i),
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+            Ok(s)
+        });
+        match connecting {
+            Ok(s) => {
+                let c = &mut self.conns[i];
+                c.stream = Some(s);
+                c.state = State::Connecting;
+            }
+            Err(_) => self.fail(i, ErrorKind::Connect),
+        }
+    }
+
+    /// A readiness event while connecting: find out whether the connection was made.
+    fn connected(&mut self, i: usize) {
+        let Some(s) = &self.conns[i].stream else {
+            return;
+        };
+        match s.take_error() {
+            Ok(None) => {}
+            Ok(Some(_)) | Err(_) => return self.fail(i, ErrorKind::Connect),
+        }
+        match s.peer_addr() {
+            Ok(_) => {
+                // Responses are read in one go and requests are single writes: Nagle's delay
+                // could only hurt.
+                let _ = s.set_nodelay(true);
+                self.conns[i].state = State::Writing;
+                self.write(i);
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => {} // not yet: wait
+            Err(_) => self.fail(i, ErrorKind::Connect),
+        }
+    }
+
+    fn write(&mut self, i: usize) {
+        let request = &self.plan.request;
+        let c = &mut self.conns[i];
+        let Some(s) = &mut c.stream else { return };
+        while c.written < request.len() {
+            match s.write(&request[c.written..]) {
+                Ok(0) => return self.fail(i, ErrorKind::Reset),
+                Ok(n) => c.written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return self.fail(i, io_kind(&e)),
+            }
+        }
+        c.state = State::Reading;
+    }
+
+    fn read(&mut self, i: usize) {
+        loop {
+            let c = &mut self.conns[i];
+            let Some(s) = &mut c.stream else { return };
+            if c.end == c.buf.len() {
+                if c.start > 0 {
+                    c.buf.copy_within(c.start..c.end, 0);
+                    c.end -= c.start;
+                    c.start = 0;
+                } else if c.buf.len() < MAX_HEAD {
+                    c.buf.resize((c.buf.len() * 2).min(MAX_HEAD), 0);
+                } else {
+                    return self.fail(i, ErrorKind::BadResponse);
+                }
+            }
+            let room = c.buf.len() - c.end;
+            let n = match s.read(&mut c.buf[c.end..]) {
+                Ok(0) => {
+                    return if c.parser.eof() {
+                        self.complete(i)
+                    } else {
+                        self.fail(i, ErrorKind::Closed)
+                    };
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return self.fail(i, io_kind(&e)),
+            };
+            c.end += n;
+            c.bytes += n as u64;
+            match c.parser.feed(&c.buf[c.start..c.end]) {
+                Ok(fed) => {
+                    c.start += fed.used;
+                    let rest = c.end - c.start;
+                    if c.start == c.end {
+                        c.start = 0;
+                        c.end = 0;
+                    }
+                    if fed.done {
+                        // Nothing may follow a response we did not pipeline.
+                        return if rest == 0 {
+                            self.complete(i)
+                        } else {
+                            self.fail(i, ErrorKind::BadResponse)
+                        };
+                    }
+                }
+                Err(_) => return self.fail(i, ErrorKind::BadResponse),
+            }
+            if n < room {
+                return; // drained: the next byte to arrive raises a new edge
+            }
+        }
+    }
+
+    /// Readiness on a connection with no request: the server closed it (idle timeout) or sent
+    /// something unasked. Either way it cannot carry the next request.
+    fn idle_event(&mut self, i: usize) {
+        let c = &mut self.conns[i];
+        if let Some(mut s) = c.stream.take() {
+            let mut probe = [0u8; 64];
+            if let Ok(n) = s.read(&mut probe) {
+                if n > 0 {
+                    self.stats.bytes += n as u64;
+                }
+            }
+        }
+    }
+
+    fn complete(&mut self, i: usize) {
+        let now = Instant::now();
+        let c = &mut self.conns[i];
+        let status = c.parser.status();
+        let latency = now.saturating_duration_since(c.origin);
+        self.stats.bytes += c.bytes;
+        if !self.plan.keep_alive || c.parser.must_close() {
+            c.stream = None;
+        }
+        self.end_request(i);
+        self.outcome(Ok(status), latency);
+        self.next(i, now);
+    }
+
+    fn fail(&mut self, i: usize, kind: ErrorKind) {
+        let now = Instant::now();
+        let c = &mut self.conns[i];
+        let latency = now.saturating_duration_since(c.origin);
+        self.stats.bytes += c.bytes;
+        c.stream = None;
+        self.end_request(i);
+        self.outcome(Err(kind), latency);
+        self.restart.push(i);
+    }
+
+    fn end_request(&mut self, i: usize) {
+        let c = &mut self.conns[i];
+        c.state = State::Idle;
+        c.parser.reset();
+        c.start = 0;
+        c.end = 0;
+        self.active -= 1;
+    }
+
+    fn outcome(&mut self, result: Result<u16, ErrorKind>, latency: Duration) {
+        match result {
+            Ok(status) => self.stats.response(status, latency),
+            Err(kind) => self.stats.error(kind),
+        }
+        self.progress
+            .store(self.stats.finished(), Ordering::Relaxed);
+        if let Some(log) = &self.log {
+            // The receiver only goes away when the caller stopped listening; counts stay right.
+            let _ = log.send(Outcome { result, latency });
+        }
+    }
+
+    /// Fails every request past its deadline.
+    fn expire(&mut self, now: Instant) {
+        for i in 0..self.conns.len() {
+            let c = &self.conns[i];
+            if c.state != State::Idle && now >= c.deadline {
+                self.fail(i, ErrorKind::Timeout);
+            }
+        }
+    }
+}
+
+/// The error kind of an I/O error on an established connection.
+fn io_kind(e: &io::Error) -> ErrorKind {
+    match e.kind() {
+        io::ErrorKind::TimedOut => ErrorKind::Timeout,
+        io::ErrorKind::ConnectionRefused => ErrorKind::Connect,
+        _ => ErrorKind::Reset,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_add_up() {
+        for (n, t) in [(10, 3), (1, 4), (0, 2), (400_000, 2), (7, 7)] {
+            let parts: Vec<u64> = (0..t).map(|k| share(n, k, t)).collect();
+            assert_eq!(parts.iter().sum::<u64>(), n);
+            assert!(parts.iter().max().unwrap() - parts.iter().min().unwrap() <= 1);
+        }
+    }
+
+    #[test]
+    fn open_loop_schedule_counts() {
+        let mut plan = Plan {
+            addr: "127.0.0.1:1".parse().unwrap(),
+            request: Vec::new(),
+            head_request: false,
+            connections: 1,
+            threads: 1,
+            limit: Limit::Duration(Duration::from_millis(1500)),
+            rate: Some(200.0),
+            keep_alive: true,
+            timeout: Duration::from_secs(1),
+        };
+        assert_eq!(plan.scheduled(), Some(300));
+        plan.limit = Limit::Requests(7);
+        assert_eq!(plan.scheduled(), Some(7));
+        plan.rate = None;
+        assert_eq!(plan.scheduled(), None);
+    }
+}

@@ -1,0 +1,301 @@
+//! The load generator's report: built once from the merged [`Stats`], printed for people or
+//! as JSON for machines (the same fields, so a script never parses the human form).
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use super::engine::{Limit, Plan};
+use super::stats::{ErrorKind, Stats};
+
+/// Latency summary in microseconds, from the HDR histogram of valid responses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    pub min: u64,
+    pub mean: f64,
+    pub stdev: f64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub url: String,
+    pub connections: usize,
+    pub threads: usize,
+    pub keep_alive: bool,
+    /// Requested open-loop rate (requests/s), if any.
+    pub rate: Option<f64>,
+    /// Requests that ended: `responses` plus every error.
+    pub requests: u64,
+    /// Valid responses, whatever their status.
+    pub responses: u64,
+    /// Errors by kind (every kind present, zeros included).
+    pub errors: BTreeMap<String, u64>,
+    /// Valid responses by status code.
+    pub status: BTreeMap<String, u64>,
+    /// From the start to the last request's end.
+    pub elapsed_s: f64,
+    /// Valid responses per second.
+    pub requests_per_s: f64,
+    /// Bytes received (heads and bodies), total and per second.
+    pub bytes: u64,
+    pub bytes_per_s: f64,
+    /// TCP connections opened.
+    pub connects: u64,
+    pub latency_us: Latency,
+    /// Closed loop: what Little's law predicts from the concurrency and the mean latency
+    /// (connections ÷ mean latency). Far from `requests_per_s` means something is off.
+    pub littles_law_req_per_s: Option<f64>,
+}
+
+impl Report {
+    pub fn new(plan: &Plan, url: &str, stats: &Stats) -> Report {
+        let h = &stats.latency;
+        let secs = stats.elapsed.as_secs_f64().max(1e-9);
+        let q = |p: f64| {
+            if h.is_empty() {
+                0
+            } else {
+                h.value_at_quantile(p)
+            }
+        };
+        let latency = Latency {
+            min: if h.is_empty() { 0 } else { h.min() },
+            mean: h.mean(),
+            stdev: h.stdev(),
+            p50: q(0.50),
+            p90: q(0.90),
+            p99: q(0.99),
+            p999: q(0.999),
+            max: h.max(),
+        };
+        let littles_law = (plan.rate.is_none() && latency.mean > 0.0)
+            .then(|| plan.connections as f64 / (latency.mean / 1e6));
+        Report {
+            url: url.to_string(),
+            connections: plan.connections,
+            threads: plan.threads,
+            keep_alive: plan.keep_alive,
+            rate: plan.rate,
+            requests: stats.finished(),
+            responses: stats.responses,
+            errors: ErrorKind::ALL
+                .iter()
+                .map(|&k| (k.name().to_string(), stats.errors(k)))
+                .collect(),
+            status: stats.statuses().map(|(s, n)| (s.to_string(), n)).collect(),
+            elapsed_s: secs,
+            requests_per_s: stats.responses as f64 / secs,
+            bytes: stats.bytes,
+            bytes_per_s: stats.bytes as f64 / secs,
+            connects: stats.connects,
+            latency_us: latency,
+            littles_law_req_per_s: littles_law,
+        }
+    }
+
+    pub fn error_total(&self) -> u64 {
+        self.errors.values().sum()
+    }
+
+    /// The report for people.
+    pub fn human(&self, plan: &Plan) -> String {
+        let mut o = String::new();
+        let limit = match (plan.limit, plan.rate) {
+            (Limit::Requests(n), _) => format!("{n} requests"),
+            (Limit::Duration(d), _) => format!("{:.3} s", d.as_secs_f64()),
+        };
+        let rate = plan
+            .rate
+            .map(|r| format!(", open loop at {r} req/s"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "{} — {} connection{}, {} thread{}, {}, {limit}{rate}",
+            self.url,
+            self.connections,
+            plural(self.connections),
+            self.threads,
+            plural(self.threads),
+            if self.keep_alive {
+                "keep-alive"
+            } else {
+                "new connection per request"
+            },
+        );
+        let _ = writeln!(
+            o,
+            "  requests    {} finished in {:.3} s: {} responses, {} errors",
+            self.requests,
+            self.elapsed_s,
+            self.responses,
+            self.error_total()
+        );
+        let _ = writeln!(
+            o,
+            "  throughput  {:.0} req/s, {}/s ({} received)",
+            self.requests_per_s,
+            bytes(self.bytes_per_s),
+            bytes(self.bytes as f64)
+        );
+        let l = &self.latency_us;
+        let _ = writeln!(
+            o,
+            "  latency     min {}  mean {}  stdev {}",
+            ms(l.min as f64),
+            ms(l.mean),
+            ms(l.stdev)
+        );
+        let _ = writeln!(
+            o,
+            "              p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+            ms(l.p50 as f64),
+            ms(l.p90 as f64),
+            ms(l.p99 as f64),
+            ms(l.p999 as f64),
+            ms(l.max as f64)
+        );
+        let status: Vec<String> = self
+            .status
+            .iter()
+            .map(|(s, n)| format!("{s}: {n}"))
+            .collect();
+        let _ = writeln!(
+            o,
+            "  status      {}",
+            if status.is_empty() {
+                "none".to_string()
+            } else {
+                status.join(", ")
+            }
+        );
+        let errors: Vec<String> = ErrorKind::ALL
+            .iter()
+            .map(|k| format!("{} {}", k.name(), self.errors.get(k.name()).unwrap_or(&0)))
+            .collect();
+        let _ = writeln!(o, "  errors      {}", errors.join(", "));
+        let _ = writeln!(o, "  connections {} opened", self.connects);
+        if let Some(expected) = self.littles_law_req_per_s {
+            let _ = writeln!(
+                o,
+                "  check       Little's law: {} connections / {} mean latency = {:.0} req/s \
+                 (measured {:.0})",
+                self.connections,
+                ms(l.mean),
+                expected,
+                self.requests_per_s
+            );
+        } else if let Some(rate) = self.rate {
+            let _ = writeln!(
+                o,
+                "  check       Little's law: {rate} req/s × {} mean latency = {:.1} requests \
+                 in flight on average (of {} connections)",
+                ms(l.mean),
+                rate * l.mean / 1e6,
+                self.connections
+            );
+        }
+        o
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// Microseconds as milliseconds with a precision that suits their size.
+fn ms(us: f64) -> String {
+    let v = us / 1000.0;
+    if v >= 100.0 {
+        format!("{v:.0} ms")
+    } else if v >= 1.0 {
+        format!("{v:.2} ms")
+    } else {
+        format!("{v:.3} ms")
+    }
+}
+
+fn bytes(b: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{v:.0} B")
+    } else {
+        format!("{v:.2} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn plan() -> Plan {
+        Plan {
+            addr: "127.0.0.1:1".parse().unwrap(),
+            request: Vec::new(),
+            head_request: false,
+            connections: 4,
+            threads: 1,
+            limit: Limit::Requests(3),
+            rate: None,
+            keep_alive: true,
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn figures_and_round_trip() {
+        let mut s = Stats::new();
+        s.response(200, Duration::from_millis(2));
+        s.response(200, Duration::from_millis(2));
+        s.error(ErrorKind::Closed);
+        s.bytes = 2048;
+        s.elapsed = Duration::from_secs(2);
+        let r = Report::new(&plan(), "http://127.0.0.1:1/", &s);
+        assert_eq!((r.requests, r.responses, r.error_total()), (3, 2, 1));
+        assert_eq!(r.errors["closed"], 1);
+        assert_eq!(r.errors.len(), ErrorKind::ALL.len());
+        assert_eq!(r.status["200"], 2);
+        assert!((r.requests_per_s - 1.0).abs() < 1e-9);
+        assert!((r.bytes_per_s - 1024.0).abs() < 1e-9);
+        // 4 connections / 2 ms = 2000 req/s
+        let ll = r.littles_law_req_per_s.unwrap();
+        assert!((ll - 2000.0).abs() < 5.0, "{ll}");
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<Report>(&json).unwrap(), r);
+        let text = r.human(&plan());
+        assert!(text.contains("status      200: 2"), "{text}");
+        assert!(text.contains("closed 1"), "{text}");
+        assert!(text.contains("1.00 KiB/s"), "{text}");
+    }
+
+    #[test]
+    fn empty_run_reports_zeros() {
+        let r = Report::new(&plan(), "u", &Stats::new());
+        assert_eq!(r.latency_us.p99, 0);
+        assert_eq!(r.littles_law_req_per_s, None);
+        assert!(r.human(&plan()).contains("status      none"));
+    }
+
+    #[test]
+    fn units() {
+        assert_eq!(ms(420.0), "0.420 ms");
+        assert_eq!(ms(1_072_600.0), "1073 ms");
+        assert_eq!(bytes(512.0), "512 B");
+        assert_eq!(bytes(3.5 * 1024.0 * 1024.0), "3.50 MiB");
+    }
+}
