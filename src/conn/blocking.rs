@@ -174,7 +174,9 @@ impl Conn {
     fn read_more(&mut self, deadline: Instant, idle: bool, stop: Stop) -> io::Result<Wait> {
         loop {
             if idle && stop.is_set() {
-                return Ok(Wait::Stopping);
+                // One last non-blocking read: a request the client already sent is served
+                // (with `Connection: close`) rather than dropped by the shutdown.
+                return self.last_look();
             }
             let now = Instant::now();
             if now >= deadline {
@@ -216,6 +218,25 @@ impl Conn {
                     self.buf.truncate(len);
                     return Err(e);
                 }
+            }
+        }
+    }
+
+    /// Reads whatever is already buffered in the socket, without waiting.
+    fn last_look(&mut self) -> io::Result<Wait> {
+        self.stream.set_nonblocking(true)?;
+        let len = self.buf.len();
+        self.buf.resize(len + READ_CHUNK, 0);
+        let result = self.stream.read(&mut self.buf[len..]);
+        self.stream.set_nonblocking(false)?;
+        match result {
+            Ok(n) if n > 0 => {
+                self.buf.truncate(len + n);
+                Ok(Wait::Data)
+            }
+            _ => {
+                self.buf.truncate(len);
+                Ok(Wait::Stopping)
             }
         }
     }

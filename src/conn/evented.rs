@@ -119,9 +119,12 @@ async fn run(stream: &TcpStream, peer: std::net::IpAddr, shared: &Shared) -> io:
                 None => idle_since + limits.idle_timeout,
                 Some(start) => start + limits.header_timeout,
             };
+            // Shutting down while idle: one last non-blocking read below. A request the
+            // client already sent is served (with `Connection: close`); otherwise we close.
+            let mut last_look = false;
             match wait_readable(stream, deadline, head_start.is_none(), shared).await? {
                 Wait::Ready => {}
-                Wait::Stopping => return Ok(()),
+                Wait::Stopping => last_look = true,
                 Wait::TimedOut if head_start.is_none() => return Ok(()),
                 Wait::TimedOut => {
                     let reply = with_date(|date| site.refuse(408, date));
@@ -144,7 +147,8 @@ async fn run(stream: &TcpStream, peer: std::net::IpAddr, shared: &Shared) -> io:
                         }
                     });
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => buf.truncate(len),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && !last_look => buf.truncate(len),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) => return Err(e),
             }
         };
