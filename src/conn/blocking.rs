@@ -141,6 +141,9 @@ impl Conn {
                             None
                         }
                     };
+                    // Shutdown may have begun during the work: say so now, so the client does not send
+                    // another request on a connection we are about to close.
+                    let ka = ka && !stop.is_set();
                     with_date(|date| {
                         site.after_work(
                             &req,

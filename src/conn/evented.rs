@@ -187,6 +187,9 @@ async fn run(stream: &TcpStream, peer: std::net::IpAddr, shared: &Shared) -> io:
                         None
                     }
                 };
+                // Shutdown may have begun during the work: say so now, so the client does not send
+                // another request on a connection we are about to close.
+                let ka = ka && !Stop.is_set();
                 with_date(|date| {
                     site.after_work(
                         &req,
