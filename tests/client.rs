@@ -491,6 +491,16 @@ fn send_reads_pipelined_and_head_responses() {
     ]);
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8(out.stdout).unwrap().ends_with(INDEX));
+    // --until-close reads on after the response until the server closes.
+    let out = archserve(&[
+        "send",
+        "--until-close",
+        "127.0.0.1",
+        &port,
+        r"GET / HTTP/1.1\r\nConnection: close",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8(out.stdout).unwrap().ends_with(INDEX));
 }
 
 #[test]
@@ -506,6 +516,20 @@ fn send_frames_a_chunked_response_without_waiting_for_the_close() {
     ]);
     assert!(out.status.success(), "{out:?}");
     assert!(out.stdout.ends_with(b"world\r\n0\r\n\r\n"), "{out:?}");
+    // With --until-close it keeps reading; this server never closes, so the timeout ends it
+    // (an error), after the bytes that did arrive.
+    let out = archserve(&[
+        "send",
+        "--until-close",
+        "--timeout",
+        "0.5",
+        "127.0.0.1",
+        &bad.port.to_string(),
+        "GET / HTTP/1.1",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stdout.ends_with(b"world\r\n0\r\n\r\n"), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("timed out"));
 }
 
 #[test]
