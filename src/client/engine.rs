@@ -15,7 +15,7 @@
 //!   store of the thread's progress to its own cache line.
 //!
 //! Every request that starts ends exactly once, as a response or an error, so `-n N` gives
-//! N outcomes. Timeouts are checked every [`TICK`], so a stalled server costs at most
+//! N outcomes. Timeouts are checked every `TICK` (10 ms), so a stalled server costs at most
 //! `timeout + TICK` per request and the run always ends by itself.
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
