@@ -4,31 +4,44 @@
 //! Why it is shaped this way (the goal is h2load's speed at no more CPU per request):
 //! - The request is encoded once; every send writes the same bytes. Buffers are per
 //!   connection and reused, so the hot path allocates nothing.
-//! - One `read` per response in the common case: edge-triggered readiness plus the rule that a
-//!   short read drained the socket (the kernel queues a new edge for any byte that arrives
-//!   after it), instead of reading again until EAGAIN. One `write` per request, with no
-//!   readiness wait: a request always fits the empty send buffer.
+//! - One `read` per response in the common case: once a read completes the response, nothing
+//!   more is read (nothing may follow it), so there is no second read just to see EAGAIN; a
+//!   response that arrives in pieces is read until EAGAIN, as edge-triggered readiness
+//!   requires (reading less could miss a FIN that came with the last piece: no new edge
+//!   would announce it). One `write` per request, with no readiness wait: a request always
+//!   fits the empty send buffer.
 //! - One clock read per response: its end is the next request's start.
 //! - Counts are per thread ([`Stats`]), merged at the end; the only shared write is a relaxed
 //!   store of the thread's progress to its own cache line.
 //!
 //! Every request that starts ends exactly once, as a response or an error, so `-n N` gives
-//! N outcomes. Timeouts are checked every [`TICK`], so a stalled server costs at most
+//! N outcomes. Timeouts are checked every `TICK` (10 ms), so a stalled server costs at most
 //! `timeout + TICK` per request and the run always ends by itself.
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Token};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Registry, Token};
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 
 use super::http1::{ResponseParser, MAX_HEAD};
 use super::stats::{ErrorKind, Stats};
 
+/// Closed loop with `-n`: a thread takes this many requests at a time from the shared count,
+/// so threads finish together (a static split lets one thread idle while the other works
+/// alone through its share, which a busy machine makes likely) at one atomic operation per
+/// batch.
+const CLAIM: u64 = 16;
 /// Timeout checks and open-loop wake-ups happen at least this often.
 const TICK: Duration = Duration::from_millis(10);
+/// The open loop's timer; connection tokens are indices, far below it.
+const TIMER: Token = Token(usize::MAX);
 /// Read buffer per connection: a typical response in one read; grows only for a larger head.
 const BUF: usize = 16 * 1024;
 /// Readiness events taken per `epoll_wait`.
@@ -105,13 +118,19 @@ impl Progress {
 /// Runs the plan to its end and returns the merged counts.
 pub fn run(plan: &Plan, progress: &Progress, log: Option<Sender<Outcome>>) -> io::Result<Stats> {
     let threads = plan.threads.clamp(1, plan.connections.max(1));
+    raise_fd_limit(plan.connections as u64 + 64);
+    let pool = AtomicU64::new(match plan.limit {
+        Limit::Requests(n) => n,
+        Limit::Duration(_) => u64::MAX,
+    });
     let t0 = Instant::now();
     let results: Vec<io::Result<Stats>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|k| {
                 let log = log.clone();
                 let slot = &progress.slots[k % progress.slots.len().max(1)].0;
-                scope.spawn(move || Worker::new(plan, k, threads, t0, slot, log)?.run())
+                let pool = &pool;
+                scope.spawn(move || Worker::new(plan, k, threads, t0, slot, pool, log)?.run())
             })
             .collect();
         handles
@@ -127,6 +146,18 @@ pub fn run(plan: &Plan, progress: &Progress, log: Option<Sender<Outcome>>) -> io
         total.merge(&r?);
     }
     Ok(total)
+}
+
+/// Lifts the soft limit on open files towards `want` (up to the hard limit), so thousands of
+/// connections fail with EMFILE only where the system really forbids them. Best effort: if it
+/// cannot be raised, the connections beyond it count as connect errors.
+fn raise_fd_limit(want: u64) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < want {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, want.min(hard), hard);
+        }
+    }
 }
 
 /// `share(n, k, t)`: thread k's part of n split over t threads (remainder to the first ones).
@@ -175,13 +206,63 @@ impl Schedule {
     }
 }
 
+/// The open loop's wake-up at the next request's due time, to the microsecond. epoll_wait's own
+/// timeout counts whole milliseconds, which would add up to 1 ms of the generator's lag to
+/// every open-loop latency (more than a loopback request takes). Armed only when a request is
+/// due later and a connection is free to send it: one extra syscall per wait, none per
+/// request when requests are already due.
+struct Timer {
+    fd: TimerFd,
+    armed: Option<Instant>,
+}
+
+impl Timer {
+    fn new(registry: &Registry) -> io::Result<Timer> {
+        let fd = TimerFd::new(
+            ClockId::CLOCK_MONOTONIC,
+            TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+        )?;
+        registry.register(
+            &mut SourceFd(&fd.as_fd().as_raw_fd()),
+            TIMER,
+            Interest::READABLE,
+        )?;
+        // Timer slack (50 µs by default) would delay each wake-up by as much.
+        let _ = nix::sys::prctl::set_timerslack(1);
+        Ok(Timer { fd, armed: None })
+    }
+
+    fn arm(&mut self, at: Instant, now: Instant) {
+        if self.armed == Some(at) {
+            return;
+        }
+        // Zero would disarm the timer: the earliest wake-up is 1 µs.
+        let after = at
+            .saturating_duration_since(now)
+            .max(Duration::from_micros(1));
+        let ok = self.fd.set(
+            Expiration::OneShot(TimeSpec::from_duration(after)),
+            TimerSetTimeFlags::empty(),
+        );
+        self.armed = ok.is_ok().then_some(at);
+    }
+
+    fn fired(&mut self) {
+        // Consume the expiration count so the descriptor is not readable any more.
+        let _ = self.fd.wait();
+        self.armed = None;
+    }
+}
+
 struct Worker<'a> {
     plan: &'a Plan,
     poll: Poll,
     conns: Vec<Conn>,
     stats: Stats,
-    /// Closed loop: requests this thread may still start.
+    /// Closed loop: requests this thread has claimed and not started yet.
     left: u64,
+    /// Closed loop: requests no thread has claimed yet.
+    pool: &'a AtomicU64,
     /// Closed loop with a duration: start nothing at or after this.
     stop_at: Option<Instant>,
     schedule: Option<Schedule>,
@@ -203,6 +284,7 @@ impl<'a> Worker<'a> {
         threads: usize,
         t0: Instant,
         progress: &'a AtomicU64,
+        pool: &'a AtomicU64,
         log: Option<Sender<Outcome>>,
     ) -> io::Result<Worker<'a>> {
         let conns = share(plan.connections as u64, k, threads) as usize;
@@ -214,7 +296,7 @@ impl<'a> Worker<'a> {
                     stream: None,
                     state: State::Idle,
                     written: 0,
-                    buf: vec![0; BUF],
+                    buf: Vec::new(),
                     start: 0,
                     end: 0,
                     parser: ResponseParser::new(plan.head_request),
@@ -225,6 +307,7 @@ impl<'a> Worker<'a> {
                 .collect(),
             stats: Stats::new(),
             left: 0,
+            pool,
             stop_at: None,
             schedule: None,
             idle: Vec::new(),
@@ -245,12 +328,10 @@ impl<'a> Worker<'a> {
                 });
                 w.idle = (0..conns).rev().collect();
             }
-            (None, Limit::Requests(n)) => {
-                w.left = share(n, k, threads);
+            (None, Limit::Requests(_)) => {
                 w.restart = (0..conns).collect();
             }
             (None, Limit::Duration(d)) => {
-                w.left = u64::MAX;
                 w.stop_at = Some(t0 + d);
                 w.restart = (0..conns).collect();
             }
@@ -261,6 +342,10 @@ impl<'a> Worker<'a> {
     fn run(mut self) -> io::Result<Stats> {
         let mut events = Events::with_capacity(EVENTS);
         let mut next_tick = Instant::now() + TICK;
+        let mut timer = match self.schedule {
+            Some(_) => Some(Timer::new(self.poll.registry())?),
+            None => None,
+        };
         loop {
             let now = Instant::now();
             while let Some(i) = self.restart.pop() {
@@ -275,19 +360,25 @@ impl<'a> Worker<'a> {
             if self.finished() {
                 break;
             }
-            let mut wait = next_tick - now;
-            if let (Some(due), false) = (
+            if let (Some(t), Some(due), false) = (
+                &mut timer,
                 self.schedule.as_ref().and_then(Schedule::due),
                 self.idle.is_empty(),
             ) {
-                wait = wait.min(due.saturating_duration_since(now));
+                t.arm(due, now);
             }
-            match self.poll.poll(&mut events, Some(wait)) {
+            match self.poll.poll(&mut events, Some(next_tick - now)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
             for ev in events.iter() {
+                if ev.token() == TIMER {
+                    if let Some(t) = &mut timer {
+                        t.fired();
+                    }
+                    continue;
+                }
                 let i = ev.token().0;
                 if self.conns[i].stream.is_none() {
                     continue; // stale event for a connection closed in this batch
@@ -323,14 +414,31 @@ impl<'a> Worker<'a> {
             self.dispatch(now);
             return;
         }
-        let open = self.left > 0 && self.stop_at.is_none_or(|s| now < s);
+        let open = self.stop_at.is_none_or(|s| now < s) && self.claim();
         if open {
-            self.left -= 1;
             self.start(i, now);
         } else if let Some(stream) = self.conns[i].stream.take() {
             // Nothing more to send on it: close now rather than hold the server's resources.
             drop(stream);
         }
+    }
+
+    /// Takes one request to start from the thread's claim, refilling it from the shared pool.
+    fn claim(&mut self) -> bool {
+        if self.left == 0 {
+            let got = self
+                .pool
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
+                    (p > 0).then(|| p - p.min(CLAIM))
+                })
+                .map_or(0, |before| before.min(CLAIM));
+            self.left = got;
+        }
+        if self.left == 0 {
+            return false;
+        }
+        self.left -= 1;
+        true
     }
 
     /// Open loop: hands every due request to an idle connection; a due request for which no
@@ -433,12 +541,14 @@ impl<'a> Worker<'a> {
                     c.end -= c.start;
                     c.start = 0;
                 } else if c.buf.len() < MAX_HEAD {
-                    c.buf.resize((c.buf.len() * 2).min(MAX_HEAD), 0);
+                    // First read on this connection (buffers are allocated lazily, so ten
+                    // thousand seed-face clients do not cost 160 MB), or a head that does not
+                    // fit yet.
+                    c.buf.resize((c.buf.len() * 2).clamp(BUF, MAX_HEAD), 0);
                 } else {
                     return self.fail(i, ErrorKind::BadResponse);
                 }
             }
-            let room = c.buf.len() - c.end;
             let n = match s.read(&mut c.buf[c.end..]) {
                 Ok(0) => {
                     return if c.parser.eof() {
@@ -472,9 +582,6 @@ impl<'a> Worker<'a> {
                     }
                 }
                 Err(_) => return self.fail(i, ErrorKind::BadResponse),
-            }
-            if n < room {
-                return; // drained: the next byte to arrive raises a new edge
             }
         }
     }

@@ -137,7 +137,7 @@ fn exchange(
             Some(_) => remaining(deadline)
                 .unwrap_or(Duration::ZERO)
                 .min(DRAIN_AFTER_ERROR),
-            None => remaining(deadline)?,
+            None => remaining(deadline).map_err(|_| timed_out(done, heads.len(), received))?,
         };
         if wait.is_zero() {
             break;
@@ -146,6 +146,7 @@ fn exchange(
         let n = match stream.read(&mut chunk) {
             Ok(n) => n,
             Err(e) if bad.is_some() && is_timeout(&e) => break,
+            Err(e) if is_timeout(&e) => return Err(timed_out(done, heads.len(), received)),
             Err(e) => return Err(io_error(e, "waiting for the response", received.len())),
         };
         if n == 0 {
@@ -189,6 +190,19 @@ fn exchange(
             received.len()
         ),
     }
+}
+
+/// The timeout error, saying what was still awaited.
+fn timed_out(done: usize, expected: usize, received: &[u8]) -> anyhow::Error {
+    let what = if done < expected {
+        "the response"
+    } else {
+        "the server to close the connection"
+    };
+    anyhow!(
+        "timed out waiting for {what} ({} bytes received)",
+        received.len()
+    )
 }
 
 fn remaining(deadline: Instant) -> anyhow::Result<Duration> {

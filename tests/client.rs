@@ -1,0 +1,563 @@
+//! Integration tests of the clients, `archserve send` and `archserve load`, against the real
+//! server (started on port 0) and against tiny misbehaving servers written here with std::net.
+//! Correctness only, never timing: the machine is shared and noisy. Every child process runs
+//! under a deadline and every test server stops when dropped, so nothing can hang.
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_archserve");
+/// No client run in these tests legitimately takes more than a few seconds.
+const RUN_LIMIT: Duration = Duration::from_secs(60);
+const INDEX: &str = "<!DOCTYPE html><title>t</title><p>client tests</p>\n";
+
+/// The real server on a free port, with a temporary root; killed when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+    _root: tempfile::TempDir,
+}
+
+impl Server {
+    fn start() -> Server {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("index.html"), INDEX).unwrap();
+        let mut child = Command::new(BIN)
+            .args(["serve", "--port", "0", "--log-level", "error", "--root"])
+            .arg(root.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // The first line is `Server listening on 127.0.0.1:PORT`; read it byte by byte so
+        // nothing after it is consumed.
+        let mut out = child.stdout.take().unwrap();
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        while out.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
+            line.push(byte[0]);
+        }
+        // Keep draining what the server prints after that (worker start-up lines): a closed
+        // pipe would make its println! fail, a full one would block it.
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        let line = String::from_utf8(line).unwrap();
+        let port = line
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        Server {
+            child,
+            port,
+            _root: root,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `archserve ARGS` to its end (killed and failed after RUN_LIMIT).
+fn archserve(args: &[&str]) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if start.elapsed() > RUN_LIMIT {
+            let _ = child.kill();
+            panic!("archserve {args:?} did not finish within {RUN_LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `archserve load --json -q ARGS`: the parsed report and the exit code.
+fn load_json(args: &[&str]) -> (Value, i32) {
+    let mut all = vec!["load", "--json", "-q"];
+    all.extend_from_slice(args);
+    let out = archserve(&all);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let report = serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {text}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (report, out.status.code().unwrap_or(-1))
+}
+
+fn n(v: &Value, path: &str) -> u64 {
+    v.pointer(path)
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("{path} missing in {v}"))
+}
+
+/// Checks that every request ended exactly once, and returns the count of each error kind.
+fn errors(report: &Value) -> [u64; 5] {
+    let kinds = ["connect", "timeout", "reset", "closed", "bad_response"];
+    let e = kinds.map(|k| n(report, &format!("/errors/{k}")));
+    assert_eq!(
+        n(report, "/requests"),
+        n(report, "/responses") + e.iter().sum::<u64>(),
+        "{report}"
+    );
+    e
+}
+
+/// How a test server misbehaves with every connection.
+#[derive(Clone, Copy)]
+enum Misbehave {
+    /// Reads the request, answers something that is not HTTP.
+    Garbage,
+    /// Reads the request, then resets the connection (SO_LINGER 0).
+    Reset,
+    /// Reads the request, then closes without answering.
+    Close,
+    /// Accepts and never answers (keeps the connection open until the test ends).
+    Stall,
+    /// Answers every request with a valid chunked response and keeps the connection open.
+    Chunked,
+}
+
+struct BadServer {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl BadServer {
+    fn start(how: Misbehave) -> BadServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((s, _)) => {
+                        s.set_nonblocking(false).unwrap();
+                        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                        if let Some(s) = misbehave(s, how) {
+                            held.push(s);
+                        }
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+        BadServer {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for BadServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Reads one request head (up to the blank line), or what arrives before EOF/timeout.
+fn read_head(s: &mut TcpStream) -> bool {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return false,
+            Ok(k) => got.extend_from_slice(&buf[..k]),
+        }
+    }
+    true
+}
+
+/// Serves one connection the bad way; returns it when it must be kept open.
+fn misbehave(mut s: TcpStream, how: Misbehave) -> Option<TcpStream> {
+    match how {
+        Misbehave::Stall => return Some(s),
+        Misbehave::Garbage => {
+            read_head(&mut s);
+            let _ = s.write_all(b"garbage, not HTTP\r\n\r\n");
+        }
+        Misbehave::Reset => {
+            read_head(&mut s);
+            let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+        }
+        Misbehave::Close => {
+            read_head(&mut s);
+        }
+        Misbehave::Chunked => {
+            std::thread::spawn(move || {
+                while read_head(&mut s) {
+                    let reply = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+                                  5\r\nhello\r\n6;x=y\r\n world\r\n0\r\n\r\n";
+                    if s.write_all(reply).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    }
+    None
+}
+
+#[test]
+fn seed_face_prints_the_seed_lines() {
+    let server = Server::start();
+    let port = server.port.to_string();
+    for (flag, path, clients) in [("-c", "/cpu", 3), ("-i", "/io", 2)] {
+        let nc = clients.to_string();
+        let out = archserve(&["load", flag, "-nc", &nc, "127.0.0.1", &port]);
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), clients + 1, "{text}");
+        let prefix = format!("http://127.0.0.1:{port}{path} - Status Code: 200, took ");
+        for l in &lines[..clients] {
+            let ms = l
+                .strip_prefix(&prefix)
+                .and_then(|r| r.strip_suffix(" ms"))
+                .unwrap_or_else(|| panic!("{l:?}"));
+            assert_eq!(ms.split_once('.').map(|(_, d)| d.len()), Some(2), "{l}");
+            assert!(ms.parse::<f64>().is_ok(), "{l}");
+        }
+        let total = lines[clients]
+            .strip_prefix("Total time taken ")
+            .and_then(|r| r.strip_suffix(" ms"))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(total.parse::<f64>().is_ok(), "{total}");
+    }
+}
+
+#[test]
+fn seed_face_reports_a_refused_connection() {
+    let port = closed_port().to_string();
+    let out = archserve(&["load", "-i", "127.0.0.1", &port]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("/io - Error: could not connect"), "{text}");
+    assert!(text.contains("Total time taken"), "{text}");
+}
+
+#[test]
+fn n_requests_give_exactly_n_outcomes() {
+    let server = Server::start();
+    let url = server.url("/");
+    for args in [
+        &["-c", "4", "-n", "137"][..],
+        &["-c", "5", "-t", "3", "-n", "101"],
+        &["-c", "3", "-n", "25", "--no-keepalive"],
+        &["-c", "2", "-n", "20", "-m", "HEAD"],
+    ] {
+        let mut all = args.to_vec();
+        all.push(&url);
+        let (r, code) = load_json(&all);
+        let want: u64 = args[args.iter().position(|a| *a == "-n").unwrap() + 1]
+            .parse()
+            .unwrap();
+        assert_eq!(code, 0, "{args:?}: {r}");
+        assert_eq!(n(&r, "/requests"), want, "{args:?}: {r}");
+        assert_eq!(n(&r, "/responses"), want, "{args:?}: {r}");
+        assert_eq!(n(&r, "/status/200"), want, "{args:?}: {r}");
+        assert_eq!(errors(&r), [0; 5], "{args:?}: {r}");
+        assert!(n(&r, "/latency_us/p50") > 0, "{r}");
+        if args.contains(&"--no-keepalive") {
+            assert_eq!(n(&r, "/connects"), want, "one connection per request: {r}");
+        }
+    }
+}
+
+#[test]
+fn json_report_has_every_field() {
+    let server = Server::start();
+    let (r, _) = load_json(&[
+        "-c",
+        "2",
+        "-n",
+        "10",
+        "127.0.0.1",
+        &server.port.to_string(),
+        "/nope",
+    ]);
+    assert_eq!(n(&r, "/status/404"), 10, "{r}");
+    for field in ["p50", "p90", "p99", "p999", "max", "min"] {
+        n(&r, &format!("/latency_us/{field}"));
+    }
+    for field in [
+        "/elapsed_s",
+        "/requests_per_s",
+        "/bytes_per_s",
+        "/latency_us/mean",
+    ] {
+        assert!(
+            r.pointer(field).and_then(Value::as_f64).is_some(),
+            "{field}: {r}"
+        );
+    }
+    assert_eq!(r["url"], format!("http://127.0.0.1:{}/nope", server.port));
+    assert_eq!(r["keep_alive"], true);
+    assert!(n(&r, "/bytes") > 0);
+}
+
+#[test]
+fn human_report_names_every_figure() {
+    let server = Server::start();
+    let out = archserve(&["load", "-c", "2", "-n", "10", &server.url("/")]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    for want in [
+        "10 finished",
+        "req/s",
+        "p99.9",
+        "status      200: 10",
+        "connect 0, timeout 0, reset 0, closed 0, bad_response 0",
+        "Little's law",
+    ] {
+        assert!(text.contains(want), "{want:?} missing in\n{text}");
+    }
+    // Not a terminal: no progress bar on stderr.
+    assert!(
+        out.stderr.is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A port with nothing listening (bound, then released).
+fn closed_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn refused_connections_are_connect_errors() {
+    let url = format!("http://127.0.0.1:{}/", closed_port());
+    let (r, code) = load_json(&["-c", "2", "-n", "10", &url]);
+    assert_eq!(errors(&r), [10, 0, 0, 0, 0], "{r}");
+    assert_eq!(n(&r, "/responses"), 0);
+    assert_eq!(code, 1, "no valid response is a failure");
+}
+
+#[test]
+fn misbehaving_servers_show_up_as_errors() {
+    for (how, kind) in [
+        (Misbehave::Garbage, 4),
+        (Misbehave::Reset, 2),
+        (Misbehave::Close, 3),
+    ] {
+        let bad = BadServer::start(how);
+        let (r, code) = load_json(&["-c", "2", "-n", "6", "--timeout", "5", &bad.url()]);
+        let e = errors(&r);
+        assert_eq!(n(&r, "/requests"), 6, "{r}");
+        assert_eq!(e[kind], 6, "{r}");
+        assert_eq!(code, 1);
+    }
+}
+
+#[test]
+fn a_stalling_server_costs_timeouts_not_a_hang() {
+    let bad = BadServer::start(Misbehave::Stall);
+    let (r, _) = load_json(&["-c", "2", "-n", "4", "--timeout", "0.3", &bad.url()]);
+    assert_eq!(errors(&r), [0, 4, 0, 0, 0], "{r}");
+    // A duration run ends too, though nothing ever completes.
+    let (r, _) = load_json(&["-c", "2", "-d", "0.2", "--timeout", "0.3", &bad.url()]);
+    assert_eq!(errors(&r)[1], n(&r, "/requests"), "{r}");
+    assert!(n(&r, "/requests") >= 2, "{r}");
+}
+
+#[test]
+fn chunked_responses_are_valid() {
+    let bad = BadServer::start(Misbehave::Chunked);
+    let (r, _) = load_json(&["-c", "2", "-n", "50", &bad.url()]);
+    assert_eq!(n(&r, "/status/200"), 50, "{r}");
+    assert_eq!(n(&r, "/connects"), 2, "kept alive: {r}");
+}
+
+#[test]
+fn rate_schedules_the_right_number_of_requests() {
+    let server = Server::start();
+    let url = server.url("/");
+    // ceil(200/s × 0.5 s) = 100 requests, each ending once.
+    let (r, _) = load_json(&["-c", "4", "--rate", "200", "-d", "0.5", &url]);
+    assert_eq!(n(&r, "/requests"), 100, "{r}");
+    assert_eq!(n(&r, "/responses"), 100, "{r}");
+    assert_eq!(r["rate"], 200.0);
+    // With -n the count is exact whatever the rate, across threads too.
+    let (r, _) = load_json(&["-c", "4", "-t", "2", "--rate", "1000", "-n", "51", &url]);
+    assert_eq!(n(&r, "/requests"), 51, "{r}");
+    // Against a server that never answers, every scheduled request times out; none is lost.
+    let bad = BadServer::start(Misbehave::Stall);
+    let (r, _) = load_json(&[
+        "-c",
+        "2",
+        "--rate",
+        "100",
+        "-d",
+        "0.2",
+        "--timeout",
+        "0.2",
+        &bad.url(),
+    ]);
+    assert_eq!(n(&r, "/requests"), 20, "{r}");
+    assert_eq!(errors(&r)[1], 20, "{r}");
+}
+
+#[test]
+fn a_duration_run_ends_and_counts() {
+    let server = Server::start();
+    let (r, code) = load_json(&["-c", "2", "-d", "0.3", &server.url("/")]);
+    assert_eq!(code, 0);
+    assert!(n(&r, "/responses") > 0, "{r}");
+    assert_eq!(errors(&r), [0; 5], "{r}");
+}
+
+#[test]
+fn send_completes_the_seed_request_and_prints_the_response() {
+    let server = Server::start();
+    let out = archserve(&[
+        "send",
+        "127.0.0.1",
+        &server.port.to_string(),
+        "GET / HTTP/1.1",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.contains(&format!("Content-Length: {}", INDEX.len())),
+        "{head}"
+    );
+    assert_eq!(body, INDEX, "exactly the body, nothing more");
+}
+
+#[test]
+fn send_reads_pipelined_and_head_responses() {
+    let server = Server::start();
+    let port = server.port.to_string();
+    let out = archserve(&[
+        "send",
+        "127.0.0.1",
+        &port,
+        r"HEAD / HTTP/1.1\r\n\r\nGET /nope HTTP/1.1",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert_eq!(text.matches("HTTP/1.1 ").count(), 2, "{text}");
+    assert!(text.contains("HTTP/1.1 404 Not Found\r\n"), "{text}");
+    assert!(!text.contains(INDEX), "HEAD has no body: {text}");
+    // --raw sends the bytes as given (here a complete request with real CRLFs).
+    let out = archserve(&[
+        "send",
+        "--raw",
+        "127.0.0.1",
+        &port,
+        "GET / HTTP/1.0\r\n\r\n",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8(out.stdout).unwrap().ends_with(INDEX));
+    // --until-close reads on after the response until the server closes.
+    let out = archserve(&[
+        "send",
+        "--until-close",
+        "127.0.0.1",
+        &port,
+        r"GET / HTTP/1.1\r\nConnection: close",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8(out.stdout).unwrap().ends_with(INDEX));
+}
+
+#[test]
+fn send_frames_a_chunked_response_without_waiting_for_the_close() {
+    let bad = BadServer::start(Misbehave::Chunked);
+    let out = archserve(&[
+        "send",
+        "--timeout",
+        "20",
+        "127.0.0.1",
+        &bad.port.to_string(),
+        "GET / HTTP/1.1",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout.ends_with(b"world\r\n0\r\n\r\n"), "{out:?}");
+    // With --until-close it keeps reading; this server never closes, so the timeout ends it
+    // (an error), after the bytes that did arrive.
+    let out = archserve(&[
+        "send",
+        "--until-close",
+        "--timeout",
+        "0.5",
+        "127.0.0.1",
+        &bad.port.to_string(),
+        "GET / HTTP/1.1",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stdout.ends_with(b"world\r\n0\r\n\r\n"), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("timed out"));
+}
+
+#[test]
+fn send_failures_are_one_line_and_non_zero() {
+    let refused = closed_port().to_string();
+    let stall = BadServer::start(Misbehave::Stall);
+    let reset = BadServer::start(Misbehave::Reset);
+    let garbage = BadServer::start(Misbehave::Garbage);
+    for (port, want) in [
+        (refused, "connection refused"),
+        (stall.port.to_string(), "timed out"),
+        (reset.port.to_string(), "reset"),
+        (garbage.port.to_string(), "not valid HTTP/1.1"),
+    ] {
+        let out = archserve(&[
+            "send",
+            "--timeout",
+            "0.5",
+            "127.0.0.1",
+            &port,
+            "GET / HTTP/1.1",
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{want}: {out:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.starts_with("error: ") && err.contains(want),
+            "{want}: {err}"
+        );
+    }
+}
