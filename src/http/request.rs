@@ -115,7 +115,8 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Parsed, ParseError> {
     // The request line on its own, before httparse: its limit (414) is separate from the head's
     // (431), and a well-formed but unsupported version must be told apart from garbage (505 vs 400).
     match memchr_newline(rest) {
-        None if rest.len() > limits.max_line => return Err(ParseError::UriTooLong),
+        // A trailing CR may be the first half of the line's CRLF: it does not count yet.
+        None if strip_cr(rest).len() > limits.max_line => return Err(ParseError::UriTooLong),
         None => return Ok(Parsed::Partial),
         Some(end) => {
             let line = strip_cr(&rest[..end]);
@@ -342,7 +343,11 @@ mod tests {
     /// Feeds `input` three ways: whole, one byte at a time, and followed by a pipelined request;
     /// all three must agree, and the pipelined request must parse from where the first ended.
     fn check(input: &[u8]) -> Result<Request, ParseError> {
-        let limits = Limits::default();
+        check_with(input, &Limits::default())
+    }
+
+    fn check_with(input: &[u8], limits: &Limits) -> Result<Request, ParseError> {
+        let limits = *limits;
         let whole = parse(input, &limits);
 
         // Byte at a time: every strict prefix is Partial (or already the same error), never Complete.
@@ -538,6 +543,26 @@ mod tests {
         assert_eq!(parse(input, &limits), Err(ParseError::UriTooLong));
         let input = b"GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\nB: 2\r\n\r\n";
         assert_eq!(parse(input, &limits), Err(ParseError::HeadersTooLarge));
+    }
+
+    // Found by fuzz/parse_request (input "\0A:A\r\n::\n", max_line 4): a request line of
+    // exactly max_line bytes got 414 when a read ended between its CR and LF, and 400 or 200
+    // when it did not.
+    #[test]
+    fn request_line_of_max_line_bytes_split_after_its_cr() {
+        let limits = Limits::default();
+        let target = "a".repeat(limits.max_line - "GET / HTTP/1.1".len());
+        let input = format!("GET /{target} HTTP/1.1\r\nHost: x\r\n\r\n");
+        let line_and_cr = limits.max_line + 1;
+        assert_eq!(input.as_bytes()[line_and_cr - 1], b'\r');
+        assert_eq!(
+            parse(&input.as_bytes()[..line_and_cr], &limits),
+            Ok(Parsed::Partial)
+        );
+        assert_eq!(ok(input.as_bytes()).target.len(), 1 + target.len());
+        // One byte longer is too long, CR or not.
+        let input = format!("GET /{target}a HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(status(input.as_bytes()), 414);
     }
 
     #[test]
