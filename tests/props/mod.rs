@@ -24,7 +24,7 @@ pub const STATUSES: [u16; 6] = [400, 411, 414, 431, 501, 505];
 /// Limits chosen by two input bytes: the defaults, or small ones so that the 414/431 edges are
 /// reachable by short inputs. Always `max_line <= max_head` (the CLI refuses anything else).
 pub fn limits_from(a: u8, b: u8, c: u8) -> Limits {
-    if a % 4 == 0 {
+    if a.is_multiple_of(4) {
         return Limits::default();
     }
     let max_line = 4 + usize::from(b % 60);
