@@ -108,6 +108,12 @@ pub enum Parsed {
 
 /// Parses the request head at the start of `buf`.
 pub fn parse(buf: &[u8], limits: &Limits) -> Result<Parsed, ParseError> {
+    // Only the first `max_head` bytes can hold an acceptable head (empty lines before it
+    // included), so look no further: what lies beyond cannot change the answer, which is then the
+    // same however the bytes arrived, and a client cannot make the buffer grow past the limit.
+    let over = buf.len() > limits.max_head;
+    let buf = &buf[..buf.len().min(limits.max_head)];
+
     // RFC 9112 §2.2: a server SHOULD ignore at least one empty line before the request line.
     let skip = leading_empty_lines(buf);
     let rest = &buf[skip..];
@@ -115,7 +121,9 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Parsed, ParseError> {
     // The request line on its own, before httparse: its limit (414) is separate from the head's
     // (431), and a well-formed but unsupported version must be told apart from garbage (505 vs 400).
     match memchr_newline(rest) {
-        None if rest.len() > limits.max_line => return Err(ParseError::UriTooLong),
+        // A trailing CR may be the first half of the line's CRLF: it does not count yet.
+        None if strip_cr(rest).len() > limits.max_line => return Err(ParseError::UriTooLong),
+        None if over => return Err(ParseError::HeadersTooLarge),
         None => return Ok(Parsed::Partial),
         Some(end) => {
             let line = strip_cr(&rest[..end]);
@@ -132,7 +140,7 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Parsed, ParseError> {
     let used = match req.parse_with_uninit_headers(rest, headers) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
-            return if rest.len() > limits.max_head {
+            return if over {
                 Err(ParseError::HeadersTooLarge)
             } else {
                 Ok(Parsed::Partial)
@@ -151,9 +159,6 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Parsed, ParseError> {
         }
         Err(httparse::Error::Token) => return Err(ParseError::BadRequest("malformed token")),
     };
-    if used > limits.max_head {
-        return Err(ParseError::HeadersTooLarge);
-    }
 
     let method_text = req.method.unwrap_or_default();
     let target = req.path.unwrap_or_default();
@@ -342,7 +347,11 @@ mod tests {
     /// Feeds `input` three ways: whole, one byte at a time, and followed by a pipelined request;
     /// all three must agree, and the pipelined request must parse from where the first ended.
     fn check(input: &[u8]) -> Result<Request, ParseError> {
-        let limits = Limits::default();
+        check_with(input, &Limits::default())
+    }
+
+    fn check_with(input: &[u8], limits: &Limits) -> Result<Request, ParseError> {
+        let limits = *limits;
         let whole = parse(input, &limits);
 
         // Byte at a time: every strict prefix is Partial (or already the same error), never Complete.
@@ -538,6 +547,69 @@ mod tests {
         assert_eq!(parse(input, &limits), Err(ParseError::UriTooLong));
         let input = b"GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\nB: 2\r\n\r\n";
         assert_eq!(parse(input, &limits), Err(ParseError::HeadersTooLarge));
+    }
+
+    // Found by fuzz/parse_request (input "\0A:A\r\n::\n", max_line 4): a request line of
+    // exactly max_line bytes got 414 when a read ended between its CR and LF, and 400 or 200
+    // when it did not.
+    #[test]
+    fn request_line_of_max_line_bytes_split_after_its_cr() {
+        let limits = Limits::default();
+        let target = "a".repeat(limits.max_line - "GET / HTTP/1.1".len());
+        let input = format!("GET /{target} HTTP/1.1\r\nHost: x\r\n\r\n");
+        let line_and_cr = limits.max_line + 1;
+        assert_eq!(input.as_bytes()[line_and_cr - 1], b'\r');
+        assert_eq!(
+            parse(&input.as_bytes()[..line_and_cr], &limits),
+            Ok(Parsed::Partial)
+        );
+        assert_eq!(ok(input.as_bytes()).target.len(), 1 + target.len());
+        // One byte longer is too long, CR or not.
+        let input = format!("GET /{target}a HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(status(input.as_bytes()), 414);
+    }
+
+    // Found by fuzz/parse_request (input "\r\n\r\nR:", max_head 4): the empty lines before a
+    // request line were not counted against max_head, so a client sending nothing but CRLFs was
+    // Partial forever while the connection buffered all of it, and a head behind them could be
+    // accepted at any size.
+    #[test]
+    fn empty_lines_before_the_request_count_against_max_head() {
+        let limits = Limits::default();
+        let crlfs = b"\r\n".repeat(limits.max_head / 2 + 1);
+        assert_eq!(parse(&crlfs, &limits), Err(ParseError::HeadersTooLarge));
+        let mut input = b"\r\n".repeat(limits.max_head / 2 - 10);
+        input.extend_from_slice(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(parse(&input, &limits), Err(ParseError::HeadersTooLarge));
+        let small = Limits {
+            max_line: 4,
+            max_head: 4,
+            max_headers: 1,
+        };
+        assert_eq!(
+            check_with(b"\r\n\r\nR:", &small),
+            Err(ParseError::HeadersTooLarge)
+        );
+    }
+
+    // A head too large whose bytes past max_head are also malformed: a read that stopped past the
+    // limit got 431, one that took in the malformed byte too got 400. Now the answer depends only
+    // on the first max_head bytes, so it is 431 either way.
+    #[test]
+    fn answer_does_not_depend_on_bytes_past_max_head() {
+        let limits = Limits {
+            max_line: 64,
+            max_head: 64,
+            max_headers: 8,
+        };
+        let input = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nX: {}\x01\r\n\r\n",
+            "a".repeat(64)
+        );
+        assert_eq!(
+            check_with(input.as_bytes(), &limits),
+            Err(ParseError::HeadersTooLarge)
+        );
     }
 
     #[test]
