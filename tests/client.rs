@@ -138,7 +138,27 @@ enum Misbehave {
     Stall,
     /// Answers every request with a valid chunked response and keeps the connection open.
     Chunked,
+    /// Answers [`KEPT`] requests in full on a kept-alive connection, then cuts it short.
+    KeepThenCut(Cut),
 }
+
+/// How a [`Misbehave::KeepThenCut`] connection ends. The cut is corked so that its bytes and the
+/// FIN arrive in one segment (one readiness edge): the case a client that does not read up to
+/// the FIN misses every time.
+#[derive(Clone, Copy, Debug)]
+enum Cut {
+    /// Reads the next request, sends the head and half of the body, closes.
+    Partial,
+    /// Reads the next request, closes without answering.
+    Silent,
+    /// Half-closes right behind the last full response (unannounced: no `Connection: close`),
+    /// then drains what the client still sends and holds the socket, as a lingering close does:
+    /// a request sent on the connection now gets neither an answer nor a reset.
+    AfterResponse,
+}
+
+/// Full responses per connection before a [`Misbehave::KeepThenCut`] cut.
+const KEPT: usize = 20;
 
 struct BadServer {
     port: u16,
@@ -228,8 +248,43 @@ fn misbehave(mut s: TcpStream, how: Misbehave) -> Option<TcpStream> {
                 }
             });
         }
+        Misbehave::KeepThenCut(cut) => {
+            std::thread::spawn(move || keep_then_cut(s, cut));
+        }
     }
     None
+}
+
+fn keep_then_cut(mut s: TcpStream, cut: Cut) {
+    const BODY: [u8; 1000] = [b'x'; 1000];
+    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", BODY.len());
+    for k in 0..KEPT {
+        if !read_head(&mut s) {
+            return;
+        }
+        if k == KEPT - 1 && matches!(cut, Cut::AfterResponse) {
+            socket2::SockRef::from(&s).set_cork(true).unwrap();
+        }
+        if s.write_all(&[head.as_bytes(), &BODY].concat()).is_err() {
+            return;
+        }
+    }
+    match cut {
+        Cut::Partial => {
+            if read_head(&mut s) {
+                socket2::SockRef::from(&s).set_cork(true).unwrap();
+                let _ = s.write_all(&[head.as_bytes(), &BODY[..BODY.len() / 2]].concat());
+            }
+        }
+        Cut::Silent => {
+            read_head(&mut s);
+        }
+        Cut::AfterResponse => {
+            let _ = s.shutdown(std::net::Shutdown::Write);
+            let mut sink = [0u8; 4096];
+            while matches!(s.read(&mut sink), Ok(k) if k > 0) {}
+        }
+    }
 }
 
 #[test]
@@ -385,6 +440,32 @@ fn misbehaving_servers_show_up_as_errors() {
         assert_eq!(n(&r, "/requests"), 6, "{r}");
         assert_eq!(e[kind], 6, "{r}");
         assert_eq!(code, 1);
+    }
+}
+
+/// A server that closes a kept-alive connection (mid-response, without answering, or right
+/// behind a full response while it lingers) must cost at most a `closed` error, never a timeout:
+/// the engine is edge-triggered, and a FIN it does not read is announced only once.
+#[test]
+fn a_connection_cut_short_is_closed_not_a_timeout() {
+    for cut in [Cut::Partial, Cut::Silent, Cut::AfterResponse] {
+        let bad = BadServer::start(Misbehave::KeepThenCut(cut));
+        let (r, _) = load_json(&["-c", "4", "-d", "2", "--timeout", "5", &bad.url()]);
+        let e = errors(&r);
+        assert_eq!(
+            e[1], 0,
+            "{cut:?}: no request may wait for a FIN already received: {r}"
+        );
+        assert!(n(&r, "/status/200") >= KEPT as u64, "{cut:?}: {r}");
+        match cut {
+            // Every connection ends in a cut, but the (at most 4) still open when the run ends.
+            Cut::Partial | Cut::Silent => {
+                assert!(e[3] > 0, "{cut:?}: {r}");
+                assert!(e[3] + 4 >= n(&r, "/connects"), "{cut:?}: {r}");
+            }
+            // Every response was whole: at most a request that crossed the FIN fails.
+            Cut::AfterResponse => assert_eq!(e[0] + e[2] + e[4], 0, "{cut:?}: {r}"),
+        }
     }
 }
 

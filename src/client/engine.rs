@@ -5,11 +5,18 @@
 //! - The request is encoded once; every send writes the same bytes. Buffers are per
 //!   connection and reused, so the hot path allocates nothing.
 //! - One `read` per response in the common case: once a read completes the response, nothing
-//!   more is read (nothing may follow it), so there is no second read just to see EAGAIN; a
+//!   more is read (no data may follow it), so there is no second read just to see EAGAIN; a
 //!   response that arrives in pieces is read until EAGAIN, as edge-triggered readiness
 //!   requires (reading less could miss a FIN that came with the last piece: no new edge
-//!   would announce it). One `write` per request, with no readiness wait: a request always
-//!   fits the empty send buffer.
+//!   would announce it). A FIN may follow a complete response, though (a server closing a
+//!   kept-alive connection without saying so): the event that reported the response also
+//!   reports it (EPOLLRDHUP), and then the connection is not reused. A request written into
+//!   it would never be answered by a server that half-closes and drains (a lingering close),
+//!   and no new edge would come. One `write` per request, with no readiness wait: a request
+//!   always fits the empty send buffer.
+//! - Readiness that an event reports while a connection cannot read yet (connecting, or a
+//!   request still being written) is remembered and read as soon as the request is out; it
+//!   would not be reported again.
 //! - One clock read per response: its end is the next request's start.
 //! - Counts are per thread ([`Stats`]), merged at the end; the only shared write is a relaxed
 //!   store of the thread's progress to its own cache line.
@@ -183,6 +190,11 @@ struct Conn {
     start: usize,
     end: usize,
     parser: ResponseParser,
+    /// An event reported the peer's FIN (or an error): the stream ends with the current
+    /// response, whether or not a read reached the FIN.
+    peer_closed: bool,
+    /// An event reported readability before the request was written: read once it is.
+    unread: bool,
     /// Latency origin: when the request started (closed loop) or was due (open loop).
     origin: Instant,
     deadline: Instant,
@@ -300,6 +312,8 @@ impl<'a> Worker<'a> {
                     start: 0,
                     end: 0,
                     parser: ResponseParser::new(plan.head_request),
+                    peer_closed: false,
+                    unread: false,
                     origin: t0,
                     deadline: t0,
                     bytes: 0,
@@ -380,12 +394,19 @@ impl<'a> Worker<'a> {
                     continue;
                 }
                 let i = ev.token().0;
-                if self.conns[i].stream.is_none() {
+                let c = &mut self.conns[i];
+                if c.stream.is_none() {
                     continue; // stale event for a connection closed in this batch
                 }
                 let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
                 let writable = ev.is_writable() || ev.is_error();
-                match self.conns[i].state {
+                // Edge-triggered: this event is the only notice of what it reports.
+                c.peer_closed |= ev.is_read_closed() || ev.is_error();
+                match c.state {
+                    State::Connecting | State::Writing => c.unread |= readable,
+                    State::Reading | State::Idle => {}
+                }
+                match c.state {
                     State::Connecting if writable || readable => self.connected(i),
                     State::Writing if writable => self.write(i),
                     State::Reading if readable => self.read(i),
@@ -488,6 +509,8 @@ impl<'a> Worker<'a> {
                 let c = &mut self.conns[i];
                 c.stream = Some(s);
                 c.state = State::Connecting;
+                c.peer_closed = false;
+                c.unread = false;
             }
             Err(_) => self.fail(i, ErrorKind::Connect),
         }
@@ -529,6 +552,9 @@ impl<'a> Worker<'a> {
             }
         }
         c.state = State::Reading;
+        if std::mem::take(&mut c.unread) {
+            self.read(i);
+        }
     }
 
     fn read(&mut self, i: usize) {
@@ -606,7 +632,7 @@ impl<'a> Worker<'a> {
         let status = c.parser.status();
         let latency = now.saturating_duration_since(c.origin);
         self.stats.bytes += c.bytes;
-        if !self.plan.keep_alive || c.parser.must_close() {
+        if !self.plan.keep_alive || c.parser.must_close() || c.peer_closed {
             c.stream = None;
         }
         self.end_request(i);
