@@ -458,6 +458,7 @@ mimetype.assign = (
 
 def run(args):
     servers = make_servers(args)
+    tests = args.tests.split(",")
     results = {s.name: {"kind": s.kind, "runs": []} for s in servers}
     with open(os.path.join(args.www, "big.bin"), "wb") as f:
         f.write(os.urandom(BIG))
@@ -469,16 +470,21 @@ def run(args):
                 r = {}
                 server.start()
                 try:
-                    if rep == 0:
+                    if "fresh" in tests and rep == 0:
                         r["fresh"] = fresh_check(server, args.www)
-                    r["ka_rps"], r["ka_us"] = keep_alive(server, args.ka_n)
-                    r["close_rps"], r["close_us"] = conn_per_request(server, args.close_n)
-                    r["big_mibs"] = big_file(server, args.big_n)
-                    if not server.blocking:
+                    if "ka" in tests:
+                        r["ka_rps"], r["ka_us"] = keep_alive(server, args.ka_n)
+                    if "close" in tests:
+                        r["close_rps"], r["close_us"] = conn_per_request(server, args.close_n)
+                    if "big" in tests:
+                        r["big_mibs"] = big_file(server, args.big_n)
+                    if "rss" in tests and not server.blocking:
                         r["rss_per_conn"] = idle_rss(server, args.rss_conns)
                     # /io needs the workload endpoint (archserve only). A blocking architecture
                     # takes 1000 / workers seconds: measured once, for the record.
-                    if server.kind == "archserve" and (rep == 0 or not server.blocking):
+                    if "io" in tests and server.kind == "archserve" and (
+                        rep == 0 or not server.blocking
+                    ):
                         r["io_secs"] = io_1000(server)
                 finally:
                     server.stop()
@@ -724,6 +730,8 @@ def main():
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="one short run of everything")
     p.add_argument("--servers", help="comma-separated subset, e.g. hybrid,async,lighttpd")
+    p.add_argument("--tests", default="fresh,ka,close,big,rss,io",
+                   help="comma-separated subset of fresh,ka,close,big,rss,io")
     p.add_argument("--ka-n", type=int, default=400_000)
     p.add_argument("--close-n", type=int, default=40_000)
     p.add_argument("--big-n", type=int, default=2_000)
