@@ -739,6 +739,7 @@ def main():
     p.add_argument("--doc", help="write the Servers section into this Markdown file")
     p.add_argument("--json", help="write the raw results here")
     args = p.parse_args()
+    args.bin = os.path.abspath(args.bin)
     args.www = args.www or os.path.join(args.tmp, "www")
     if args.quick:
         args.reps = 1

@@ -4,8 +4,9 @@
 //! Same steps as the blocking loop; what differs is how waiting is done. Waits are readiness
 //! futures with deadlines (timers, not threads), `/io` is a timer, `/cpu` runs inline on the loop
 //! (as the seed's asyncio server did — the comparison shows what that costs), and an idle
-//! connection holds no read buffer: it is allocated when bytes arrive and freed when the
-//! connection goes idle again, so 10,000 idle keep-alive clients cost little memory.
+//! connection holds no read buffer: new requests are read into one scratch buffer per thread,
+//! and a connection's own buffer exists only while it holds part of a request. Together with a
+//! small task (see [`serve`]) that keeps an idle keep-alive connection near 1 KiB.
 use std::cell::RefCell;
 use std::future::Future;
 use std::io;
@@ -47,168 +48,211 @@ enum Wait {
 
 /// Serves one connection to its end, then drops `guard` (the accept loop counts live
 /// connections by it).
-// An async block rather than an `async fn`, and the guard inside rather than in a wrapping
-// block: an async fn keeps its arguments twice in its future (as arguments and as moved locals),
-// and a wrapper would hold this future twice; this future is the task every connection is.
-#[allow(clippy::manual_async_fn)]
+///
+/// The whole loop is this one future, and this future is the task of every connection: its size
+/// is what every idle keep-alive connection costs (the 1 KiB budget of issue 3), and a future is
+/// as large as its largest waiting state. So the loop is written flat (an `async fn` keeps its
+/// arguments twice, a nested future keeps copies of what it borrows), the request is never held
+/// across an await (`answer` takes it), the idle wait is one `poll_fn` over the stream's own
+/// readiness slot, a timer and the shutdown notice, and every rare or bulky wait (a refusal and
+/// its linger, a body to discard, a workload, a reply the socket does not take at once) is
+/// boxed, allocated only when it happens. Measured with `scripts/bench-servers --servers
+/// async,hybrid --tests rss` (10,000 idle connections): the future was 5,240 bytes (a 4 KiB
+/// linger buffer lived in it) and an idle connection cost 6,020 bytes of RSS; as a 512-byte
+/// future, 1,270; written flat, 384 bytes (tokio's task cell 512 instead of 640) and 1,152. The
+/// rest is tokio's I/O registration (256 bytes) and what glibc loses aligning both allocations
+/// to 128 bytes (with jemalloc preloaded: 790). `connection_task_stays_small` keeps it so.
 pub fn serve<G: Send + 'static>(
     stream: TcpStream,
     shared: Arc<Shared>,
     guard: G,
 ) -> impl Future<Output = ()> + Send {
+    /// `?` for this block, which must not nest a future of its own to have one: logs the error
+    /// and ends the connection.
+    macro_rules! or_end {
+        ($e:expr) => {
+            match $e {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::debug!("connection ended: {e}");
+                    return;
+                }
+            }
+        };
+    }
     async move {
-        if let Err(e) = run(&stream, &shared).await {
-            tracing::debug!("connection ended: {e}");
+        // Captured (so dropped whenever the connection ends, however it ends), never bound to a
+        // local: no reference to the stream, the shared state or the guard is kept in a local
+        // either, each would be another 8 bytes of every connection's task.
+        let _ = &guard;
+        or_end!(stream.set_nodelay(true));
+        let mut buf: Vec<u8> = Vec::new();
+        let mut served: u64 = 0;
+        let mut idle_since = Instant::now();
+        loop {
+            // 1. A complete request head.
+            let req = {
+                let mut head_start = if buf.is_empty() {
+                    None
+                } else {
+                    Some(idle_since)
+                };
+                loop {
+                    // A refusal is answered here, where no request is alive, and after the parse
+                    // result (which can hold one) is gone.
+                    let mut refused = None;
+                    if !buf.is_empty() {
+                        match http::parse(&buf, &shared.limits.head) {
+                            Ok(Parsed::Complete(req, used)) => {
+                                buf.drain(..used);
+                                break req;
+                            }
+                            Ok(Parsed::Partial) => {}
+                            Err(e) => refused = Some(e.status()),
+                        }
+                    } else if buf.capacity() > 0 {
+                        // Idle: give the buffer back while we wait.
+                        buf = Vec::new();
+                    }
+                    if let Some(status) = refused {
+                        let reply = with_date(|date| shared.site.refuse(status, date));
+                        or_end!(Box::pin(refuse(&stream, reply, &shared.limits)).await);
+                        return;
+                    }
+                    let deadline = match head_start {
+                        None if served == 0 => idle_since + shared.limits.header_timeout,
+                        None => idle_since + shared.limits.idle_timeout,
+                        Some(start) => start + shared.limits.header_timeout,
+                    };
+                    let idle = head_start.is_none();
+                    // Wait for bytes, the deadline or (idle) shutdown: one poll_fn over the stream's
+                    // own readiness slot, a timer and the shutdown notice, written here rather than
+                    // as a future of its own, which would keep copies of its arguments in every
+                    // connection's task. Polled in the order the former select! used: readiness,
+                    // then the deadline, then shutdown.
+                    let sleep = tokio::time::sleep_until(deadline);
+                    tokio::pin!(sleep);
+                    // Registered before the flag is checked, so a notice sent in between is not
+                    // missed.
+                    let notified = shared.stopping.notified();
+                    tokio::pin!(notified);
+                    if idle {
+                        notified.as_mut().enable();
+                        if Stop.is_set() {
+                            return;
+                        }
+                    }
+                    let wait = std::future::poll_fn(|cx| {
+                        if let Poll::Ready(r) = stream.poll_read_ready(cx) {
+                            return Poll::Ready(r.map(|()| Wait::Ready));
+                        }
+                        if sleep.as_mut().poll(cx).is_ready() {
+                            return Poll::Ready(Ok(Wait::TimedOut));
+                        }
+                        if idle && notified.as_mut().poll(cx).is_ready() {
+                            return Poll::Ready(Ok(Wait::Stopping));
+                        }
+                        Poll::Pending
+                    })
+                    .await;
+                    match or_end!(wait) {
+                        Wait::Ready => {}
+                        Wait::Stopping => return,
+                        Wait::TimedOut if idle => return,
+                        Wait::TimedOut => {
+                            let reply = with_date(|date| shared.site.refuse(408, date));
+                            or_end!(Box::pin(refuse(&stream, reply, &shared.limits)).await);
+                            return;
+                        }
+                    }
+                    let got = if buf.is_empty() {
+                        // A new request: read and parse it in the thread's scratch buffer.
+                        match or_end!(read_fresh(&stream, &shared.limits, &mut buf)) {
+                            Fresh::Request(req) => break req,
+                            // Parsed again from the connection's buffer at the top, and refused.
+                            Fresh::Refuse => continue,
+                            Fresh::Read(n) => n,
+                            Fresh::Stale => continue,
+                        }
+                    } else {
+                        // The rest of a request: appended to what the connection holds of it.
+                        match read_more(&stream, &mut buf) {
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                            r => or_end!(r),
+                        }
+                    };
+                    if got == 0 {
+                        return;
+                    }
+                    head_start.get_or_insert_with(|| {
+                        if served == 0 {
+                            idle_since
+                        } else {
+                            Instant::now()
+                        }
+                    });
+                }
+            };
+
+            // 2. and 3. The reply: planned without an await for the common request (no body,
+            // a file or a page); a body to discard or a workload continue in a boxed future.
+            // (Taken apart first, and the reply dropped before the await: neither may stay in
+            // the task while it waits.)
+            let (reply, close_after) = {
+                let mut later = None;
+                let now = match answer(&stream, &shared, req, &mut buf, served) {
+                    Answer::Now(reply) => Some(reply),
+                    Answer::Later(f) => {
+                        later = Some(f);
+                        None
+                    }
+                };
+                match later {
+                    None => match now {
+                        Some(reply) => (reply, false),
+                        None => return,
+                    },
+                    Some(later) => {
+                        drop(now);
+                        match or_end!(later.await) {
+                            Some(answer) => answer,
+                            None => return,
+                        }
+                    }
+                }
+            };
+            served += 1;
+
+            // 4. Write it: one try_write for the common reply, a boxed future for the rest.
+            let close = reply.close;
+            let sent = or_end!(write_reply(&stream, reply, shared.limits.write_timeout));
+            let complete = match sent {
+                Sent::All => true,
+                Sent::Shrunk => false,
+                Sent::Rest(rest) => or_end!(rest.await),
+            };
+            if !complete {
+                return;
+            }
+            if close {
+                if close_after || !buf.is_empty() {
+                    Box::pin(linger(&stream)).await;
+                }
+                return;
+            }
+            idle_since = Instant::now();
         }
-        drop(guard);
     }
 }
 
-// The size of a connection's task is what every idle keep-alive connection costs (the 1 KiB
-// budget of issue 3), and a future is as large as its largest waiting state. So the request is
-// never held across an await of the loop (`answer` takes it), the idle wait is a `poll_fn`, and
-// every rare or bulky wait (a refusal and its linger, a body to discard, a workload, a reply the
-// socket does not take at once) is boxed, allocated only when it happens. Measured with
-// `scripts/bench-servers --servers async,hybrid --tests rss` (10,000 idle connections): the
-// connection future was 5,240 bytes (a 4 KiB linger buffer lived in it) and an idle connection
-// cost 6,020 bytes of RSS; now 512 bytes and 1,263-1,272 bytes of RSS. The
-// `connection_task_stays_small` test keeps it so.
-async fn run(stream: &TcpStream, shared: &Shared) -> io::Result<()> {
-    stream.set_nodelay(true)?;
-    let limits = &shared.limits;
-    let mut buf: Vec<u8> = Vec::new();
-    let mut served: u64 = 0;
-    let mut idle_since = Instant::now();
-    loop {
-        // 1. A complete request head.
-        let Some(req) = read_request(stream, shared, &mut buf, served, idle_since).await? else {
-            return Ok(());
-        };
-
-        // 2. and 3. The reply: planned without an await for the common request (no body, a
-        // file or a page); a body to discard or a workload continue in a boxed future.
-        let (reply, close_after) = match answer(stream, shared, req, &mut buf, served) {
-            Answer::Now(reply) => (reply, false),
-            Answer::Later(later) => match later.await? {
-                Some(answer) => answer,
-                None => return Ok(()),
-            },
-        };
-        served += 1;
-
-        // 4. Write it: one try_write for the common reply, a boxed future for the rest.
-        let close = reply.close;
-        let complete = match write_reply(stream, reply, limits.write_timeout)? {
-            Sent::All => true,
-            Sent::Shrunk => false,
-            Sent::Rest(rest) => rest.await?,
-        };
-        if !complete {
-            return Ok(());
-        }
-        if close {
-            if close_after || !buf.is_empty() {
-                Box::pin(linger(stream)).await;
-            }
-            return Ok(());
-        }
-        idle_since = Instant::now();
-    }
-}
-
-/// Step 1: waits for a complete request head (`None`: the connection is over, quietly or after
-/// a refusal). `idle_since` is when the previous response was written (or the connection opened).
-async fn read_request(
-    stream: &TcpStream,
-    shared: &Shared,
-    buf: &mut Vec<u8>,
-    served: u64,
-    idle_since: Instant,
-) -> io::Result<Option<Request>> {
-    let limits = &shared.limits;
-    let mut head_start = if buf.is_empty() {
-        None
-    } else {
-        Some(idle_since)
-    };
-    loop {
-        if !buf.is_empty() {
-            // The parse result is not kept across the await below (it is ~200 bytes).
-            let refused = match http::parse(buf, &limits.head) {
-                Ok(Parsed::Complete(req, used)) => {
-                    buf.drain(..used);
-                    return Ok(Some(req));
-                }
-                Ok(Parsed::Partial) => None,
-                Err(e) => Some(e.status()),
-            };
-            if let Some(status) = refused {
-                let reply = with_date(|date| shared.site.refuse(status, date));
-                Box::pin(refuse(stream, reply, limits)).await?;
-                return Ok(None);
-            }
-        } else if buf.capacity() > 0 {
-            // Idle: give the buffer back while we wait (the 1 KiB-per-idle-client budget).
-            *buf = Vec::new();
-        }
-        let deadline = match head_start {
-            None if served == 0 => idle_since + limits.header_timeout,
-            None => idle_since + limits.idle_timeout,
-            Some(start) => start + limits.header_timeout,
-        };
-        match wait_readable(stream, deadline, head_start.is_none(), shared).await? {
-            Wait::Ready => {}
-            Wait::Stopping => return Ok(None),
-            Wait::TimedOut if head_start.is_none() => return Ok(None),
-            Wait::TimedOut => {
-                let reply = with_date(|date| shared.site.refuse(408, date));
-                Box::pin(refuse(stream, reply, limits)).await?;
-                return Ok(None);
-            }
-        }
-        let got = if buf.is_empty() {
-            // A new request: read and parse it in the thread's scratch buffer.
-            // (Its result is not kept across the await below: it may hold a request.)
-            let (n, refused) = match read_fresh(stream, limits, buf)? {
-                Fresh::Request(req) => return Ok(Some(req)),
-                Fresh::Refuse(status) => (0, Some(status)),
-                Fresh::Read(n) => (n, None),
-                Fresh::Stale => continue,
-            };
-            if let Some(status) = refused {
-                let reply = with_date(|date| shared.site.refuse(status, date));
-                Box::pin(refuse(stream, reply, limits)).await?;
-                return Ok(None);
-            }
-            n
-        } else {
-            // The rest of a request: appended to what the connection holds of it.
-            buf.reserve(READ_CHUNK);
-            let len = buf.len();
-            buf.resize(buf.capacity(), 0);
-            match read_some(stream, &mut buf[len..]) {
-                Ok(n) => {
-                    buf.truncate(len + n);
-                    n
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    buf.truncate(len);
-                    continue;
-                }
-                Err(e) => return Err(e),
-            }
-        };
-        if got == 0 {
-            return Ok(None);
-        }
-        head_start.get_or_insert_with(|| {
-            if served == 0 {
-                idle_since
-            } else {
-                Instant::now()
-            }
-        });
-    }
+/// Appends what the socket holds to the connection's partial request.
+fn read_more(stream: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
+    buf.reserve(READ_CHUNK);
+    let len = buf.len();
+    buf.resize(buf.capacity(), 0);
+    let r = read_some(stream, &mut buf[len..]);
+    buf.truncate(len + *r.as_ref().unwrap_or(&0));
+    r
 }
 
 thread_local! {
@@ -225,8 +269,10 @@ thread_local! {
 enum Fresh {
     /// A whole request (anything after it was kept in the connection's buffer).
     Request(Request),
-    /// A request the parser refused.
-    Refuse(u16),
+    /// A request the parser refuses: its bytes were kept in the connection's buffer, where the
+    /// loop parses them again and answers the refusal (this path is rare; the request path
+    /// stays free of a request kept across the refusal's await).
+    Refuse,
     /// Bytes read but not yet a whole request, kept in the connection's buffer; 0: the client
     /// closed.
     Read(usize),
@@ -257,7 +303,10 @@ fn read_fresh(stream: &TcpStream, limits: &ConnLimits, buf: &mut Vec<u8>) -> io:
                 buf.extend_from_slice(bytes);
                 Fresh::Read(n)
             }
-            Err(e) => Fresh::Refuse(e.status()),
+            Err(_) => {
+                buf.extend_from_slice(bytes);
+                Fresh::Refuse
+            }
         })
     })
 }
@@ -360,49 +409,6 @@ async fn with_body(
         Plan::Work(work) => work_reply(&shared.site, req, work, ka).await,
     };
     Ok(Some((reply, close_after)))
-}
-
-/// Waits until the socket is readable, the deadline passes, or (while idle) shutdown begins.
-///
-/// One `poll_fn` over the stream's own read-readiness slot, a timer and (idle) the shutdown
-/// notice: `readable()` wrapped in `timeout_at` and `select!` held ~400 bytes in every waiting
-/// connection, this holds the timer and the notice only. Polled in the order the former
-/// `select!` used: readiness, then the deadline, then shutdown.
-async fn wait_readable(
-    stream: &TcpStream,
-    deadline: Instant,
-    idle: bool,
-    shared: &Shared,
-) -> io::Result<Wait> {
-    let sleep = tokio::time::sleep_until(deadline);
-    tokio::pin!(sleep);
-    if !idle {
-        return std::future::poll_fn(|cx| {
-            if let Poll::Ready(r) = stream.poll_read_ready(cx) {
-                return Poll::Ready(r.map(|()| Wait::Ready));
-            }
-            sleep.as_mut().poll(cx).map(|()| Ok(Wait::TimedOut))
-        })
-        .await;
-    }
-    // Register for the shutdown notice before checking the flag, so a notice sent in between
-    // is not missed.
-    let notified = shared.stopping.notified();
-    tokio::pin!(notified);
-    notified.as_mut().enable();
-    if Stop.is_set() {
-        return Ok(Wait::Stopping);
-    }
-    std::future::poll_fn(|cx| {
-        if let Poll::Ready(r) = stream.poll_read_ready(cx) {
-            return Poll::Ready(r.map(|()| Wait::Ready));
-        }
-        if sleep.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Ok(Wait::TimedOut));
-        }
-        notified.as_mut().poll(cx).map(|()| Ok(Wait::Stopping))
-    })
-    .await
 }
 
 /// Drops `len` body bytes (some may be buffered). False if the client stopped early.
@@ -627,7 +633,9 @@ mod tests {
     use super::*;
 
     /// Every idle connection pays for its whole task, whatever state it waits in: a buffer or a
-    /// rare state inlined into the future shows up here (it was 5,240 bytes once).
+    /// rare state inlined into the future shows up here (it was 5,240 bytes once). At most 400
+    /// bytes keeps tokio's task cell (32-byte header, 16 bytes of scheduler and id, the future
+    /// and its tag, a 48-byte trailer, rounded up to 128) at 512 bytes; 8 more would make it 640.
     #[test]
     fn connection_task_stays_small() {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -647,7 +655,7 @@ mod tests {
             });
             let task = serve(stream, shared, ());
             let size = std::mem::size_of_val(&task);
-            assert!(size <= 640, "the connection task grew to {size} bytes");
+            assert!(size <= 400, "the connection task grew to {size} bytes");
         });
     }
 }
