@@ -243,6 +243,78 @@ def big_file(server, n):
     return done * BIG / secs / (1 << 20)  # MiB/s of body
 
 
+SYSCALLS = ["read", "recvfrom", "write", "writev", "sendto", "sendfile64", "openat", "openat2",
+            "statx", "newfstatat", "fstat", "close", "pread64", "epoll_wait", "epoll_ctl",
+            "accept4", "setsockopt", "shutdown"]
+
+
+def perf_tracepoints():
+    """The syscall tracepoints `perf stat` can count here, or None (no perf, no tracefs)."""
+    try:
+        r = subprocess.run(["perf", "stat", "-e", "raw_syscalls:sys_enter", "true"],
+                           capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if r.returncode != 0:
+        return None
+    return [s for s in SYSCALLS
+            if os.path.isdir(f"/sys/kernel/tracing/events/syscalls/sys_enter_{s}")]
+
+
+def syscalls(server, n):
+    """Syscalls per small-file keep-alive request over all the server's processes and threads:
+    `perf stat` on the syscall tracepoints (exact counts, little overhead) where it works, else
+    `strace -c -f` (attached to every thread; it slows the server, the counts stay exact).
+    Returns {"total": per request, "by_call": {name: per request}} or None."""
+    h2load(["-c64", "-n5000", server.url + "/"], 60)
+    pids = server.pids()
+    events = perf_tracepoints()
+    out = os.path.join(server.tmp, f"{server.name}.syscalls.txt")
+    if events is not None:
+        ev = ",".join(["raw_syscalls:sys_enter"] + [f"syscalls:sys_enter_{e}" for e in events])
+        tracer = subprocess.Popen(["perf", "stat", "-x,", "-e", ev, "-p",
+                                   ",".join(map(str, pids)), "-o", out],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    else:
+        argv = ["strace", "-c", "-f", "-o", out]
+        for pid in pids:
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                argv += ["-p", tid]
+        tracer = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    r = h2load(["-c64", f"-n{n}", server.url + "/"], 300)
+    time.sleep(0.3)
+    tracer.send_signal(signal.SIGINT)
+    try:
+        tracer.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        tracer.kill()
+        tracer.wait()
+    if r is None or not os.path.exists(out):
+        return None
+    counts = {}
+    with open(out) as f:
+        for line in f:
+            if events is not None:
+                parts = line.strip().split(",")
+                if len(parts) > 2 and parts[0].isdigit():
+                    name = parts[2].split(":")[-1].removeprefix("sys_enter_")
+                    counts["total" if name == "sys_enter" else name] = int(parts[0])
+            else:
+                parts = line.split()
+                if len(parts) >= 5 and parts[3].isdigit():
+                    counts[parts[-1]] = int(parts[3])
+                elif len(parts) >= 4 and parts[-1] == "total" and parts[2].isdigit():
+                    counts["total"] = int(parts[2])
+    total = counts.pop("total", sum(counts.values()))
+    return {
+        "total": total / n,
+        "by_call": {k: v / n for k, v in sorted(counts.items(), key=lambda kv: -kv[1])
+                    if v / n >= 0.01},
+        "tool": "perf stat (tracepoints)" if events is not None else "strace -c -f",
+    }
+
+
 def io_1000(server):
     r = h2load(["-c1000", "-n1000", server.url + "/io"], 120)
     if r is None or r[2] != 1000:
@@ -482,6 +554,8 @@ def run(args):
                         r["rss_per_conn"] = idle_rss(server, args.rss_conns)
                     # /io needs the workload endpoint (archserve only). A blocking architecture
                     # takes 1000 / workers seconds: measured once, for the record.
+                    if "sys" in tests and rep == 0:
+                        r["syscalls"] = syscalls(server, args.sys_n)
                     if "io" in tests and server.kind == "archserve" and (
                         rep == 0 or not server.blocking
                     ):
@@ -511,6 +585,8 @@ def medians(runs):
         vals = [r[k] for r in runs if k in r]
         if all(isinstance(v, bool) for v in vals):
             out[k] = all(vals)
+        elif all(isinstance(v, dict) for v in vals):
+            out[k] = vals[0]
         elif any(v is None for v in vals):
             nums = [v for v in vals if v is not None]
             out[k] = statistics.median(nums) if nums else None
@@ -568,6 +644,23 @@ def table(servers, results, args):
         row += [cell(med, k, f) for k, _, f in COLUMNS]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def syscall_table(servers, results):
+    """Markdown table of syscalls per keep-alive request, or "" when not measured."""
+    rows = []
+    tool = None
+    for s in servers:
+        sc = results[s.name]["median"].get("syscalls")
+        if not sc:
+            continue
+        tool = sc["tool"]
+        calls = ", ".join(f"{k} {v:.2f}" for k, v in sc["by_call"].items())
+        rows.append(f"| `{s.name}` | {sc['total']:.2f} | {calls} |")
+    if not rows:
+        return ""
+    return ("| server | syscalls per request | per call (≥ 0.01 per request) |\n|---|---|---|\n"
+            + "\n".join(rows) + f"\n\n(counted with {tool})\n")
 
 
 def targets(results):
@@ -655,6 +748,10 @@ def report(servers, results, args, secs):
         "on it), so figures move by several percent between runs; each is the median of "
         f"{args.reps} run{'s' if args.reps > 1 else ''}, servers interleaved.\n")
     out.append(table(servers, results, args) + "\n")
+    sys_table = syscall_table(servers, results)
+    if sys_table:
+        out.append(f"Syscalls per small-file keep-alive request (`--tests sys`, -n{args.sys_n}):\n")
+        out.append(sys_table)
     out.append("What each column is:\n")
     out.append(
         f"- **keep-alive**: `h2load --h1 -c64 -n{args.ka_n} URL/` (after a 5,000-request warm-up) "
@@ -731,7 +828,9 @@ def main():
     p.add_argument("--quick", action="store_true", help="one short run of everything")
     p.add_argument("--servers", help="comma-separated subset, e.g. hybrid,async,lighttpd")
     p.add_argument("--tests", default="fresh,ka,close,big,rss,io",
-                   help="comma-separated subset of fresh,ka,close,big,rss,io")
+                   help="comma-separated subset of fresh,ka,close,big,rss,io, and sys "
+                        "(syscalls per keep-alive request; not in the default run)")
+    p.add_argument("--sys-n", type=int, default=100_000)
     p.add_argument("--ka-n", type=int, default=400_000)
     p.add_argument("--close-n", type=int, default=40_000)
     p.add_argument("--big-n", type=int, default=2_000)
@@ -754,6 +853,9 @@ def main():
     print()
     print(table(servers, results, args))
     print()
+    sys_table = syscall_table(servers, results)
+    if sys_table:
+        print(sys_table)
     for name, text, shown, met in targets(results):
         verdict = "not measured" if met is None else ("met" if met else "NOT MET")
         print(f"{name:7} {text:52} {shown:32} {verdict}")
