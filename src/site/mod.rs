@@ -372,7 +372,9 @@ fn serve_file(
     let len = info.len;
     let validators = Validators::new(info.modified, len);
     let last_modified = validators.last_modified();
-    let mut head = Vec::with_capacity(320);
+    // Room for the head and for a small body the connection loop appends to it
+    // (conn::inline_small_body, up to conn::SMALL_FILE = 32 KiB): no reallocation.
+    let mut head = Vec::with_capacity(320 + if len <= 32 * 1024 { len as usize } else { 0 });
 
     if validators.not_modified(
         req.if_none_match.as_deref(),
@@ -401,7 +403,7 @@ fn serve_file(
         Ranges::Unsatisfiable => {
             let mut w = HeadWriter::new(&mut head, 416, ctx.date);
             w.field("Content-Range", format_args!("bytes */{len}"));
-            w.field("Content-Length", 0);
+            w.field("Content-Length", 0u64);
             w.finish(ctx.keep_alive);
             return Reply {
                 status: 416,
