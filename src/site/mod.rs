@@ -167,8 +167,15 @@ impl Site {
         // statx instead of openat2 + fstat + close per file opened (twice for `/`). Measured
         // (h2load --h1 -c64, GET /): syscalls per request 9.0 -> 4.0; see the commit message.
         if let Some(hit) = open_files::lookup(&self.root, self.id, &norm.rel, norm.dir_form) {
+            let v = &hit.validators;
             return Plan::Reply(serve_file(
-                req, hit.file, hit.info, hit.ctype, ctx, head_only,
+                req,
+                hit.file,
+                hit.info,
+                hit.ctype,
+                (&v.validators, &v.last_modified),
+                ctx,
+                head_only,
             ));
         }
         let (file, meta) = match self.open(&norm.rel) {
@@ -207,7 +214,16 @@ impl Site {
             ctype,
         );
         let info = FileInfo::from_metadata(&meta);
-        Plan::Reply(serve_file(req, file, info, ctype, ctx, head_only))
+        let v = open_files::Validated::new(info);
+        Plan::Reply(serve_file(
+            req,
+            file,
+            info,
+            ctype,
+            (&v.validators, &v.last_modified),
+            ctx,
+            head_only,
+        ))
     }
 
     /// The reply once a workload has run. `primes` is the count for [`Work::Primes`].
@@ -366,12 +382,11 @@ fn serve_file(
     file: Arc<File>,
     info: FileInfo,
     ctype: ContentType,
+    (validators, last_modified): (&Validators, &str),
     ctx: Ctx,
     head_only: bool,
 ) -> Reply {
     let len = info.len;
-    let validators = Validators::new(info.modified, len);
-    let last_modified = validators.last_modified();
     // Room for the head and for a small body the connection loop appends to it
     // (conn::inline_small_body, up to conn::SMALL_FILE = 32 KiB): no reallocation.
     let mut head = Vec::with_capacity(320 + if len <= 32 * 1024 { len as usize } else { 0 });
@@ -382,7 +397,7 @@ fn serve_file(
     ) {
         let mut w = HeadWriter::new(&mut head, 304, ctx.date);
         w.field("ETag", &validators.etag);
-        w.field("Last-Modified", &last_modified);
+        w.field("Last-Modified", last_modified);
         w.finish(ctx.keep_alive);
         return Reply {
             status: 304,
@@ -450,7 +465,7 @@ fn serve_file(
                 "Content-Type",
                 format_args!("multipart/byteranges; boundary={boundary}"),
             );
-            finish_file_head(w, total, &validators, &last_modified, ctx);
+            finish_file_head(w, total, validators, last_modified, ctx);
             return file_reply(206, head, file, parts, total, ctx, head_only);
         }
     };
@@ -459,7 +474,7 @@ fn serve_file(
         w.field("Content-Range", content_range);
     }
     w.field("Content-Type", ctype);
-    finish_file_head(w, body_len, &validators, &last_modified, ctx);
+    finish_file_head(w, body_len, validators, last_modified, ctx);
     file_reply(status, head, file, parts, body_len, ctx, head_only)
 }
 
