@@ -19,6 +19,15 @@ impl fmt::Display for ContentType {
     }
 }
 
+impl crate::http::response::FieldValue for ContentType {
+    fn append_to(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.essence.as_bytes());
+        if self.utf8 {
+            out.extend_from_slice(b"; charset=utf-8");
+        }
+    }
+}
+
 /// The type of a file named `name` (unknown extensions: `application/octet-stream`, as nginx).
 pub fn content_type(name: &str) -> ContentType {
     let essence = mime_guess::from_path(name)

@@ -161,6 +161,11 @@ impl Root {
         &self.path
     }
 
+    /// The root directory's descriptor (an `O_PATH` fd), for `*at` calls beneath it.
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
+
     /// Opens `rel` (from [`normalize`]) for reading, beneath the root. Symlinks are followed only
     /// while they stay inside the root. `O_NONBLOCK` keeps a FIFO in the root from blocking a
     /// worker; it changes nothing for regular files.
