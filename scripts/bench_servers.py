@@ -664,37 +664,53 @@ def syscall_table(servers, results):
 
 
 def targets(results):
-    """The targets of issue 3 for async and hybrid: (text, value, met) rows."""
+    """The targets of issue 3 for async and hybrid: (architecture, target, measured, met) rows,
+    judged on the medians; "measured" also shows the range over the runs."""
     def med(name, key):
         return results.get(name, {}).get("median", {}).get(key)
 
+    def spread(name, key, form):
+        vals = [r[key] for r in results.get(name, {}).get("runs", [])
+                if isinstance(r.get(key), (int, float)) and not isinstance(r.get(key), bool)]
+        if len(vals) < 2:
+            return ""
+        return f" ({form.format(min(vals))}–{form.format(max(vals))})"
+
     rows = []
-    lt_us, lt_rps = med("lighttpd", "ka_us"), med("lighttpd", "ka_rps")
-    ng_close, ng_big = med("nginx", "close_rps"), med("nginx", "big_mibs")
+    # (target, key, baseline server or None, fixed limit, test, number format, unit)
+    checks = [
+        ("keep-alive CPU/request ≤ lighttpd's", "ka_us", "lighttpd", None,
+         lambda v, b: v <= b, "{:.2f}", " µs"),
+        ("keep-alive req/s ≥ lighttpd's", "ka_rps", "lighttpd", None,
+         lambda v, b: v >= b, "{:,.0f}", ""),
+        ("connection-per-request req/s ≥ nginx's", "close_rps", "nginx", None,
+         lambda v, b: v >= b, "{:,.0f}", ""),
+        ("1 MiB file throughput ≥ nginx's", "big_mibs", "nginx", None,
+         lambda v, b: v >= b, "{:,.0f}", " MiB/s"),
+        ("a changed file is served with its new content", "fresh", None, True,
+         lambda v, b: v is True, None, ""),
+        ("≤ 1 KiB RSS per idle keep-alive connection (10k)", "rss_per_conn", None, 1024,
+         lambda v, b: v <= b, "{:,.0f}", " B"),
+        ("/io with 1,000 clients ≤ 1.1 s", "io_secs", None, 1.1,
+         lambda v, b: v <= b, "{:.2f}", " s"),
+    ]
     for name in TARGETED:
         if name not in results:
             continue
-        checks = [
-            ("keep-alive CPU/request ≤ lighttpd's", med(name, "ka_us"), lt_us,
-             lambda v, b: v <= b, "{:.2f} µs vs {:.2f} µs"),
-            ("keep-alive req/s ≥ lighttpd's", med(name, "ka_rps"), lt_rps,
-             lambda v, b: v >= b, "{:,.0f} vs {:,.0f}"),
-            ("connection-per-request req/s ≥ nginx's", med(name, "close_rps"), ng_close,
-             lambda v, b: v >= b, "{:,.0f} vs {:,.0f}"),
-            ("1 MiB file throughput ≥ nginx's", med(name, "big_mibs"), ng_big,
-             lambda v, b: v >= b, "{:,.0f} vs {:,.0f} MiB/s"),
-            ("a changed file is served with its new content", med(name, "fresh"), True,
-             lambda v, b: v is True, None),
-            ("≤ 1 KiB RSS per idle keep-alive connection (10k)", med(name, "rss_per_conn"), 1024,
-             lambda v, b: v <= b, "{:,.0f} B (limit {:,} B)"),
-            ("/io with 1,000 clients ≤ 1.1 s", med(name, "io_secs"), 1.1,
-             lambda v, b: v <= b, "{:.2f} s (limit {} s)"),
-        ]
-        for text, v, b, test, form in checks:
+        for text, key, base_server, limit, test, form, unit in checks:
+            v = med(name, key)
+            b = med(base_server, key) if base_server else limit
             if v is None or b is None:
                 rows.append((name, text, "not measured", None))
                 continue
-            shown = ("yes" if v else "no") if form is None else form.format(v, b)
+            if form is None:
+                shown = "yes" if v else "no"
+            else:
+                shown = form.format(v) + unit + spread(name, key, form)
+                if base_server:
+                    shown += f" vs {form.format(b)}{unit}{spread(base_server, key, form)}"
+                else:
+                    shown += f" (limit {form.format(b)}{unit})"
             rows.append((name, text, shown, bool(test(v, b))))
     return rows
 
@@ -723,9 +739,9 @@ def machine(args):
         "os": first_line(["sh", "-c", ". /etc/os-release; echo $PRETTY_NAME"]),
         "archserve": f"{first_line([args.bin, '--version'])} (git {rev})",
         "rustc": first_line(["rustc", "--version"]),
-        "nginx": first_line(["nginx", "-v"]),
-        "lighttpd": first_line(["lighttpd", "-v"]),
-        "h2load": first_line(["h2load", "--version"]),
+        "nginx": first_line(["nginx", "-v"]).removeprefix("nginx version: "),
+        "lighttpd": first_line(["lighttpd", "-v"]).split(" ")[0],
+        "h2load": first_line(["h2load", "--version"]).removeprefix("h2load "),
         "python": platform.python_version(),
     }
 
@@ -739,12 +755,14 @@ def report(servers, results, args, secs):
     out.append(
         "archserve's architectures and two baselines (nginx, lighttpd, from Debian packages) "
         "serving the same `www/` on loopback, loaded by h2load on the same machine. Written by "
-        f"`{cmd}` ({secs / 60:.1f} min); reproduce with:\n")
+        f"`{cmd}`" + (f" ({secs / 60:.1f} min)" if secs else "") + "; reproduce with:\n")
     out.append(f"```sh\n{cmd}\n```\n")
+    out.append("The raw runs are in `docs/bench-servers.json` (`scripts/bench-servers --from-json "
+               "docs/bench-servers.json` renders this section again from them).\n")
     out.append(
         f"Machine: {m['nproc']} CPUs ({m['cpu']}), Linux {m['kernel']}, {m['os']}; measured "
         f"{m['date']}. Versions: {m['archserve']}, {m['rustc']}, {m['nginx']}, {m['lighttpd']}, "
-        f"h2load {m['h2load']}, Python {m['python']}. The machine is shared (other jobs compile "
+        f"h2load ({m['h2load']}), Python {m['python']}. The machine is shared (other jobs compile "
         "on it), so figures move by several percent between runs; each is the median of "
         f"{args.reps} run{'s' if args.reps > 1 else ''}, servers interleaved.\n")
     out.append(table(servers, results, args) + "\n")
@@ -786,6 +804,7 @@ def report(servers, results, args, secs):
         "connection, like archserve's defaults (`scripts/bench-servers --keep` keeps the generated "
         "configs and the servers' logs in its scratch directory).\n")
     out.append("### Targets (issue 3)\n")
+    out.append("Judged on the medians; in brackets, the lowest and highest of the runs.\n")
     out.append("| architecture | target | measured | met? |")
     out.append("|---|---|---|---|")
     for name, text, shown, met in tgt:
@@ -812,7 +831,7 @@ def write_doc(path, section):
         i = at[0]
         j = next((k for k in range(i + 1, len(lines)) if lines[k].startswith("## ")), len(lines))
         rest = "".join(lines[j:])
-        text = "".join(lines[:i]) + section + ("\n" + rest if rest else "")
+        text = "".join(lines[:i]) + section.rstrip("\n") + "\n" + ("\n" + rest if rest else "")
     with open(path, "w") as f:
         f.write(text.rstrip("\n") + "\n")
 
@@ -837,6 +856,7 @@ def main():
     p.add_argument("--rss-conns", type=int, default=RSS_CONNS)
     p.add_argument("--doc", help="write the Servers section into this Markdown file")
     p.add_argument("--json", help="write the raw results here")
+    p.add_argument("--from-json", help="no measuring: write the report of a saved --json run")
     args = p.parse_args()
     args.bin = os.path.abspath(args.bin)
     args.www = args.www or os.path.join(args.tmp, "www")
@@ -848,7 +868,21 @@ def main():
     # SIGTERM / SIGHUP from the driving script: unwind through the finally blocks (stop servers).
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: sys.exit(130))
-    servers, results, secs = run(args)
+    if args.from_json:
+        with open(args.from_json) as f:
+            saved = json.load(f)
+        for k, v in saved["args"].items():
+            if k not in ("doc", "json", "from_json", "tmp", "bin", "www"):
+                setattr(args, k, v)
+        results = saved["results"]
+        servers = [Server(name, [], args.tmp, 0, res["kind"],
+                          blocking=name in ("threads", "processes"))
+                   for name, res in results.items()]
+        secs = saved.get("secs", 0)
+        global machine
+        machine = lambda _args: saved["machine"]  # noqa: E731 (the saved run's machine)
+    else:
+        servers, results, secs = run(args)
     section, m = report(servers, results, args, secs)
     print()
     print(table(servers, results, args))
@@ -859,9 +893,10 @@ def main():
     for name, text, shown, met in targets(results):
         verdict = "not measured" if met is None else ("met" if met else "NOT MET")
         print(f"{name:7} {text:52} {shown:32} {verdict}")
-    if args.json:
+    if args.json and not args.from_json:
         with open(args.json, "w") as f:
-            json.dump({"machine": m, "args": vars(args), "results": results}, f, indent=1)
+            json.dump({"machine": m, "args": vars(args), "results": results, "secs": secs}, f,
+                      indent=1)
     if args.doc:
         write_doc(args.doc, section)
         print(f"\nwrote the Servers section of {args.doc}")

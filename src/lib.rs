@@ -4,7 +4,7 @@
 //! # Layout
 //! - [`http`]: the sans-IO HTTP/1.1 core (parse a head with limits, encode a response head).
 //! - [`site`]: what to answer: safe path resolution, files, conditional and range requests,
-//!   the `/cpu` and `/io` workloads.
+//!   the `/cpu` and `/io` workloads, a per-thread cache of open files re-checked on every use.
 //! - [`conn`]: the connection loops, one per I/O style (blocking; evented).
 //! - [`arch`]: the architectures (who runs the loops) and their registry.
 //! - [`listener`], [`shutdown`], [`config`], [`cli`]: binding, signals, validated settings, flags.

@@ -2,8 +2,9 @@
 //! workload to run first. No sockets here; files are opened, never read (the connection loop
 //! streams them).
 //!
-//! Pipeline for GET/HEAD: method → target split → workload? → normalize → open beneath root →
-//! directory? (301 / index.html) → validators → conditional (304) → range (206/416) → 200.
+//! Pipeline for GET/HEAD: method → target split → workload? → normalize → the thread's open-file
+//! cache, if the path still leads to the file it holds ([`open_files`]) → else open beneath
+//! root → directory? (301 / index.html) → validators → conditional (304) → range (206/416) → 200.
 pub mod conditional;
 pub mod mime;
 pub mod open_files;
