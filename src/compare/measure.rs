@@ -1,0 +1,273 @@
+//! The workloads: what one measurement sends to a running server and which numbers it keeps.
+//! `cpu`, `io` and `static` run on the load engine (`client::engine`); `idle` holds plain
+//! sockets, because the engine closes a connection once it has nothing more to send.
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use crate::client::engine::{self, Limit, Plan as LoadPlan, Progress};
+use crate::client::http1::ResponseParser;
+use crate::client::stats::Stats;
+use crate::client::target::{encode_request, Target};
+
+use super::plan::{Plan, Point, ServerSpec, Workload, IDLE_QUIET, IDLE_SETTLE};
+use super::report::Sample;
+
+/// A GET of `path` on 127.0.0.1:port, encoded once.
+fn request(addr: SocketAddr, path: &str, close: bool) -> io::Result<Vec<u8>> {
+    let target = Target::new(&addr.ip().to_string(), addr.port(), path)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    Ok(encode_request("GET", &target, &[], close))
+}
+
+/// (2xx responses, everything else: errors and other statuses).
+fn ok_errors(stats: &Stats) -> (u64, u64) {
+    let ok: u64 = stats
+        .statuses()
+        .filter(|(s, _)| (200..300).contains(s))
+        .map(|(_, n)| n)
+        .sum();
+    (ok, stats.finished() - ok)
+}
+
+/// The seed's measurement: `n` clients at once, one request each on its own connection; the
+/// wall time until the last answered.
+pub fn burst(
+    addr: SocketAddr,
+    path: &str,
+    n: u32,
+    timeout: Duration,
+) -> io::Result<(Duration, Stats)> {
+    let plan = LoadPlan {
+        addr,
+        request: request(addr, path, true)?,
+        head_request: false,
+        connections: n as usize,
+        // One epoll loop opens the N connections within microseconds of each other, as the
+        // seed's N client processes meant to (they took milliseconds to start).
+        threads: 1,
+        limit: Limit::Requests(n as u64),
+        rate: None,
+        keep_alive: false,
+        timeout,
+    };
+    let t = Instant::now();
+    let stats = engine::run(&plan, &Progress::new(1), None)?;
+    Ok((t.elapsed(), stats))
+}
+
+/// Keep-alive load on `conns` connections for `duration` (closed loop).
+pub fn keep_alive(
+    addr: SocketAddr,
+    path: &str,
+    conns: u32,
+    duration: Duration,
+    threads: usize,
+    timeout: Duration,
+) -> io::Result<Stats> {
+    let threads = threads.clamp(1, conns as usize);
+    let plan = LoadPlan {
+        addr,
+        request: request(addr, path, false)?,
+        head_request: false,
+        connections: conns as usize,
+        threads,
+        limit: Limit::Duration(duration),
+        rate: None,
+        keep_alive: true,
+        timeout,
+    };
+    engine::run(&plan, &Progress::new(threads), None)
+}
+
+/// What holding idle connections cost.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Idle {
+    /// Connections that were established.
+    pub opened: u32,
+    /// Connections whose request was answered, then held idle.
+    pub held: u32,
+    /// Connections answered with an error, an invalid response or a close.
+    pub failed: u32,
+    pub rss_before_kib: u64,
+    pub rss_after_kib: u64,
+}
+
+impl Idle {
+    pub fn kib_per_conn(&self) -> f64 {
+        if self.held == 0 {
+            return f64::NAN;
+        }
+        (self.rss_after_kib as f64 - self.rss_before_kib as f64) / self.held as f64
+    }
+}
+
+/// Opens `count` keep-alive connections one after the other, sends one request on each,
+/// waits for the answers, and reads the memory of the server's processes (`rss` gives it)
+/// before and after. Stops opening at the first connection that cannot be made in time (the
+/// listen backlog is full: a blocking server with every worker taken).
+pub fn idle(
+    addr: SocketAddr,
+    path: &str,
+    count: u32,
+    rss: impl Fn() -> io::Result<u64>,
+) -> io::Result<Idle> {
+    let req = request(addr, path, false)?;
+    let rss_before_kib = rss()?;
+    let mut conns: Vec<(TcpStream, ResponseParser, Vec<u8>)> = Vec::new();
+    for _ in 0..count {
+        let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+            break;
+        };
+        if s.write_all(&req).is_err() {
+            break;
+        }
+        s.set_nonblocking(true)?;
+        conns.push((s, ResponseParser::new(false), Vec::new()));
+    }
+    // Collect answers until every connection has one, or none has come for a while.
+    let mut answered = vec![false; conns.len()];
+    let mut held = 0u32;
+    let mut failed = 0u32;
+    let mut last_progress = Instant::now();
+    let mut chunk = [0u8; 4096];
+    while ((held + failed) as usize) < conns.len() && last_progress.elapsed() < IDLE_QUIET {
+        let before = held + failed;
+        for (i, (s, parser, buf)) in conns.iter_mut().enumerate() {
+            if answered[i] {
+                continue;
+            }
+            match s.read(&mut chunk) {
+                Ok(0) => {
+                    // Closed by the server: not held.
+                    answered[i] = true;
+                    failed += 1;
+                }
+                Ok(n) => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    match parser.feed(buf) {
+                        Ok(fed) if fed.done => {
+                            answered[i] = true;
+                            if (200..300).contains(&parser.status()) && !parser.must_close() {
+                                held += 1;
+                            } else {
+                                failed += 1;
+                            }
+                        }
+                        Ok(fed) => {
+                            buf.drain(..fed.used);
+                        }
+                        Err(_) => {
+                            answered[i] = true;
+                            failed += 1;
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => {
+                    answered[i] = true;
+                    failed += 1;
+                }
+            }
+        }
+        if held + failed > before {
+            last_progress = Instant::now();
+        } else {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    std::thread::sleep(IDLE_SETTLE);
+    let rss_after_kib = rss()?;
+    let opened = conns.len() as u32;
+    drop(conns);
+    Ok(Idle {
+        opened,
+        held,
+        failed,
+        rss_before_kib,
+        rss_after_kib,
+    })
+}
+
+/// Takes one measurement of `point` on the server at `addr` and returns its rows.
+/// `rss` reads the server's memory (for `idle`).
+pub fn measure(
+    plan: &Plan,
+    server: &ServerSpec,
+    point: Point,
+    addr: SocketAddr,
+    rss: impl Fn() -> io::Result<u64>,
+) -> io::Result<Vec<Sample>> {
+    let row = |metric: &str, value: f64, unit: &str, ok: u64, errors: u64| Sample {
+        server: server.name.clone(),
+        workers: server.workers,
+        workload: point.workload.name().to_string(),
+        x: point.x,
+        repeat: point.repeat,
+        metric: metric.to_string(),
+        value,
+        unit: unit.to_string(),
+        ok,
+        errors,
+    };
+    Ok(match point.workload {
+        Workload::Cpu | Workload::Io => {
+            let path = match point.workload {
+                Workload::Cpu => format!("/cpu?n={}", plan.cpu_n),
+                _ => format!("/io?ms={}", plan.io_ms),
+            };
+            let (wall, stats) = burst(addr, &path, point.x, plan.timeout)?;
+            let (ok, errors) = ok_errors(&stats);
+            vec![row("total_ms", wall.as_secs_f64() * 1e3, "ms", ok, errors)]
+        }
+        Workload::Static => {
+            let stats = keep_alive(
+                addr,
+                &plan.static_path,
+                point.x,
+                plan.static_duration,
+                plan.client_threads,
+                plan.timeout,
+            )?;
+            let (ok, errors) = ok_errors(&stats);
+            let secs = stats.elapsed.as_secs_f64().max(1e-9);
+            let ms = |q: f64| stats.latency.value_at_quantile(q) as f64 / 1e3;
+            vec![
+                row("req_per_s", ok as f64 / secs, "1/s", ok, errors),
+                row("p50_ms", ms(0.50), "ms", ok, errors),
+                row("p99_ms", ms(0.99), "ms", ok, errors),
+            ]
+        }
+        Workload::Idle => {
+            let m = idle(addr, &plan.static_path, point.x, rss)?;
+            // Connections waiting unanswered in a blocking server's backlog are not errors:
+            // the "held" column shows them.
+            let (ok, errors) = (u64::from(m.held), u64::from(m.failed));
+            vec![
+                row("held", f64::from(m.held), "conns", ok, errors),
+                row("rss_before_kib", m.rss_before_kib as f64, "KiB", ok, errors),
+                row("rss_after_kib", m.rss_after_kib as f64, "KiB", ok, errors),
+                row("kib_per_conn", m.kib_per_conn(), "KiB", ok, errors),
+            ]
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_connection_memory() {
+        let m = Idle {
+            opened: 10,
+            held: 4,
+            failed: 0,
+            rss_before_kib: 1000,
+            rss_after_kib: 1010,
+        };
+        assert_eq!(m.kib_per_conn(), 2.5);
+        let none = Idle { held: 0, ..m };
+        assert!(none.kib_per_conn().is_nan());
+    }
+}
