@@ -110,8 +110,10 @@ pub fn idle(
     addr: SocketAddr,
     path: &str,
     count: u32,
+    workers: usize,
     rss: impl Fn() -> io::Result<u64>,
 ) -> io::Result<Idle> {
+    warm_up(addr, path, workers)?;
     let req = request(addr, path, false)?;
     let rss_before_kib = rss()?;
     let mut conns: Vec<(TcpStream, ResponseParser, Vec<u8>)> = Vec::new();
@@ -189,6 +191,27 @@ pub fn idle(
     })
 }
 
+/// Serves some requests on several connections at once before the first memory reading, so
+/// that start-up costs paid on first use (a forked worker's copy-on-write page faults, a
+/// thread's first buffers) are not charged to the idle connections.
+fn warm_up(addr: SocketAddr, path: &str, workers: usize) -> io::Result<()> {
+    let conns = (workers * 2).clamp(2, 64);
+    let plan = LoadPlan {
+        addr,
+        request: request(addr, path, true)?,
+        head_request: false,
+        connections: conns,
+        threads: 1,
+        limit: Limit::Requests(conns as u64 * 10),
+        rate: None,
+        keep_alive: false,
+        timeout: Duration::from_secs(5),
+    };
+    engine::run(&plan, &Progress::new(1), None)?;
+    std::thread::sleep(Duration::from_millis(50));
+    Ok(())
+}
+
 /// Takes one measurement of `point` on the server at `addr` and returns its rows.
 /// `rss` reads the server's memory (for `idle`).
 pub fn measure(
@@ -239,7 +262,7 @@ pub fn measure(
             ]
         }
         Workload::Idle => {
-            let m = idle(addr, &plan.static_path, point.x, rss)?;
+            let m = idle(addr, &plan.static_path, point.x, server.workers, rss)?;
             // Connections waiting unanswered in a blocking server's backlog are not errors:
             // the "held" column shows them.
             let (ok, errors) = (u64::from(m.held), u64::from(m.failed));

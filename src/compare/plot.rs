@@ -152,32 +152,44 @@ impl Chart<'_> {
             .x_desc("Number of clients")
             .y_desc("Response time (ms)")
             .x_labels((max_x + 2) as usize)
+            .light_line_style(RGBColor(238, 238, 238))
             .y_label_formatter(&|v| axis_number(*v, max_y))
             .label_style((FAMILY, 14))
             .axis_desc_style((FAMILY, 16))
             .draw()
             .map_err(err)?;
-        for server in self.series() {
+        let series = self.series();
+        for (k, server) in series.iter().enumerate() {
             let color = self.color(server);
             let mut pts: Vec<&&PointSummary> =
-                self.data.iter().filter(|p| p.server == server).collect();
+                self.data.iter().filter(|p| p.server == *server).collect();
             pts.sort_by_key(|p| p.x);
+            // Servers often coincide (the seed's I/O chart is two flat lines): earlier series
+            // are drawn wider, so a later one on top leaves them visible as an outline, and
+            // each has its own marker.
+            let width = 2 + (series.len() - 1 - k) as u32;
             chart
                 .draw_series(LineSeries::new(
                     pts.iter().map(|p| (p.x, p.median)),
-                    color.stroke_width(2),
+                    color.stroke_width(width),
                 ))
                 .map_err(err)?
-                .label(server)
+                .label(*server)
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 22, y)], color.stroke_width(3))
                 });
-            chart
-                .draw_series(
-                    pts.iter()
-                        .map(|p| Circle::new((p.x, p.median), 3, color.filled())),
-                )
-                .map_err(err)?;
+            // Its own marker: circle, triangle, cross, square, ring, then again.
+            let at = pts.iter().map(|p| (p.x, p.median));
+            match k % 5 {
+                0 => chart.draw_series(at.map(|c| Circle::new(c, 4, color.filled()))),
+                1 => chart.draw_series(at.map(|c| TriangleMarker::new(c, 6, color.filled()))),
+                2 => chart.draw_series(at.map(|c| Cross::new(c, 5, color.stroke_width(2)))),
+                3 => chart.draw_series(at.map(|c| {
+                    EmptyElement::at(c) + Rectangle::new([(-4, -4), (4, 4)], color.filled())
+                })),
+                _ => chart.draw_series(at.map(|c| Circle::new(c, 5, color.stroke_width(2)))),
+            }
+            .map_err(err)?;
             chart
                 .draw_series(pts.iter().filter(|p| p.max > p.min).map(|p| {
                     ErrorBar::new_vertical(p.x, p.min, p.median, p.max, color.stroke_width(1), 8)
@@ -264,6 +276,7 @@ impl Chart<'_> {
         chart
             .configure_mesh()
             .disable_x_mesh()
+            .light_line_style(RGBColor(238, 238, 238))
             .x_labels(span as usize + 1)
             .x_label_formatter(&label_of)
             .y_desc(y_desc)

@@ -240,7 +240,7 @@ pub fn write(dir: &Path, setup: &Setup, samples: &[Sample]) -> io::Result<()> {
 pub fn num(v: f64) -> String {
     if !v.is_finite() {
         "–".to_string()
-    } else if v.abs() >= 100.0 {
+    } else if v.abs() >= 100.0 || v.fract() == 0.0 {
         format!("{v:.0}")
     } else if v.abs() >= 10.0 {
         format!("{v:.1}")
@@ -599,6 +599,7 @@ mod tests {
         assert_eq!(num(1.234), "1.23");
         assert_eq!(num(12.34), "12.3");
         assert_eq!(num(1234.5), "1234");
+        assert_eq!(num(5.0), "5");
         assert_eq!(num(f64::NAN), "–");
     }
 }

@@ -83,6 +83,9 @@ fn watch(signals: Signals) {
 /// `archserve compare`: returns the exit status (0; 1 when a server failed; 130 when
 /// interrupted).
 pub fn run(args: CompareArgs) -> anyhow::Result<i32> {
+    if let Some(dir) = &args.replot {
+        return replot(dir);
+    }
     let started = Instant::now();
     // First: every thread made from here on (engine, progress bar) inherits the mask.
     let signals = Signals::block().context("blocking SIGINT/SIGTERM")?;
@@ -206,6 +209,19 @@ pub fn run(args: CompareArgs) -> anyhow::Result<i32> {
     } else {
         0
     })
+}
+
+/// `--replot DIR`: the charts again from DIR/raw.csv (after a change to the drawing, or to
+/// draw a raw.csv edited by hand).
+fn replot(dir: &Path) -> anyhow::Result<i32> {
+    let raw = dir.join("raw.csv");
+    let text =
+        std::fs::read_to_string(&raw).with_context(|| format!("reading {}", raw.display()))?;
+    let samples = report::parse_csv(&text).map_err(anyhow::Error::msg)?;
+    for chart in plot::draw_all(dir, &samples).map_err(|e| anyhow!("drawing charts: {e}"))? {
+        println!("{}", chart.display());
+    }
+    Ok(0)
 }
 
 /// One server's measurements: one server for cpu, io and static; a fresh one per idle repeat.
