@@ -3,13 +3,16 @@
 use std::path::Path;
 
 /// The machine facts of the setup section.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Machine {
     pub host: String,
     pub cpus: usize,
     pub cpu_model: String,
     pub memory_mib: u64,
     pub kernel: String,
+    /// /proc/loadavg's 1-minute figure when the run started: other work on the machine
+    /// competes with the servers and the load generator, and this says how much there was.
+    pub load_1m: f64,
 }
 
 fn read(path: &str) -> String {
@@ -31,6 +34,11 @@ pub fn machine() -> Machine {
         cpu_model,
         memory_mib: meminfo_kib(&read("/proc/meminfo"), "MemTotal").unwrap_or(0) / 1024,
         kernel: read("/proc/sys/kernel/osrelease").trim().to_string(),
+        load_1m: read("/proc/loadavg")
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(f64::NAN),
     }
 }
 
@@ -103,5 +111,6 @@ mod tests {
         assert!(m.cpus >= 1);
         assert!(m.memory_mib > 0);
         assert!(!m.kernel.is_empty());
+        assert!(m.load_1m >= 0.0);
     }
 }

@@ -181,6 +181,8 @@ pub struct Setup {
     pub cpu_model: String,
     pub memory_mib: u64,
     pub kernel: String,
+    /// 1-minute load average when the run started.
+    pub load_1m: f64,
     pub archserve: String,
     /// "release" or "debug" (the build of the compare binary; the servers are the same binary
     /// unless --server-bin says otherwise).
@@ -416,6 +418,14 @@ pub fn markdown(setup: &Setup, points: &[PointSummary]) -> String {
         ),
     );
     row(
+        "load average at start",
+        format!(
+            "{} (1 min): other work competing for the {} CPUs",
+            num(setup.load_1m),
+            setup.cpus
+        ),
+    );
+    row(
         "versions",
         std::iter::once(format!(
             "archserve {} ({} build)",
@@ -590,7 +600,7 @@ mod tests {
             (65.0, 60.0, 70.0, 3)
         );
         assert_eq!((s[1].median, s[1].errors, s[1].ok), (130.0, 1, 6));
-        assert_eq!(cell(&s[0]), "65.0 (60.0–70.0)");
+        assert_eq!(cell(&s[0]), "65 (60–70)");
         assert_eq!(cell(&s[1]), "130 (120–140) †");
     }
 

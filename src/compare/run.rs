@@ -151,6 +151,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<i32> {
         cpu_model: m.cpu_model.clone(),
         memory_mib: m.memory_mib,
         kernel: m.kernel.clone(),
+        load_1m: m.load_1m,
         archserve: env!("CARGO_PKG_VERSION").to_string(),
         build: if cfg!(debug_assertions) {
             "debug"
