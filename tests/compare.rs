@@ -114,7 +114,7 @@ fn a_tiny_sweep_writes_every_file_and_leaves_no_server() {
     let stdout = String::from_utf8_lossy(&res.stdout);
     assert!(stdout.contains("estimated"), "{stdout}");
 
-    // raw.csv: the header, then per server 2 cpu + 2 io + 2×3 static + 4 idle rows.
+    // raw.csv: the header, then per server 2 cpu + 2 io + 2×3 static + 5 idle rows.
     let csv = std::fs::read_to_string(out.join("raw.csv")).unwrap();
     let mut lines = csv.lines();
     assert_eq!(
@@ -122,7 +122,7 @@ fn a_tiny_sweep_writes_every_file_and_leaves_no_server() {
         Some("server,workers,workload,x,repeat,metric,value,unit,ok,errors")
     );
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
-    assert_eq!(rows.len(), 28, "{csv}");
+    assert_eq!(rows.len(), 30, "{csv}");
     assert!(rows.iter().all(|r| r.len() == 10));
     let count = |server: &str, workload: &str| {
         rows.iter()
@@ -133,7 +133,7 @@ fn a_tiny_sweep_writes_every_file_and_leaves_no_server() {
         assert_eq!(count(server, "cpu"), 2);
         assert_eq!(count(server, "io"), 2);
         assert_eq!(count(server, "static"), 6);
-        assert_eq!(count(server, "idle"), 4);
+        assert_eq!(count(server, "idle"), 5);
     }
     // Workers as started: the seed's 5 for threads, exactly one for async.
     assert!(rows
@@ -149,7 +149,7 @@ fn a_tiny_sweep_writes_every_file_and_leaves_no_server() {
 
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
-    assert_eq!(json["points"].as_array().unwrap().len(), 28);
+    assert_eq!(json["points"].as_array().unwrap().len(), 30);
     assert_eq!(json["setup"]["params"]["io_ms"], 10);
     assert!(json["setup"]["command"]
         .as_str()

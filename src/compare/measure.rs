@@ -102,10 +102,25 @@ impl Idle {
     }
 }
 
-/// Opens `count` keep-alive connections one after the other, sends one request on each,
-/// waits for the answers, and reads the memory of the server's processes (`rss` gives it)
-/// before and after. Stops opening at the first connection that cannot be made in time (the
-/// listen backlog is full: a blocking server with every worker taken).
+/// Connections opened before waiting for their answers: small enough that a server accepting
+/// more slowly than we connect never overflows its listen backlog (the kernel would drop SYNs,
+/// and a connect would wait for the retransmission).
+const IDLE_BATCH: usize = 100;
+
+/// One held connection: the socket and its answer so far.
+struct Held {
+    stream: TcpStream,
+    parser: ResponseParser,
+    buf: Vec<u8>,
+    answered: bool,
+}
+
+/// Opens up to `count` keep-alive connections, `IDLE_BATCH` at a time, each sending one
+/// request, and waits for each batch's answers; reads the memory of the server's processes
+/// (`rss` gives it) after a warm-up and after the last answer. Opening stops when a batch is
+/// not answered in full (a blocking server with every worker taken: the rest of the batch
+/// waits in its backlog, and more connections would only join them) or a connection cannot be
+/// made.
 pub fn idle(
     addr: SocketAddr,
     path: &str,
@@ -116,66 +131,31 @@ pub fn idle(
     warm_up(addr, path, workers)?;
     let req = request(addr, path, false)?;
     let rss_before_kib = rss()?;
-    let mut conns: Vec<(TcpStream, ResponseParser, Vec<u8>)> = Vec::new();
-    for _ in 0..count {
-        let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
-            break;
-        };
-        if s.write_all(&req).is_err() {
-            break;
-        }
-        s.set_nonblocking(true)?;
-        conns.push((s, ResponseParser::new(false), Vec::new()));
-    }
-    // Collect answers until every connection has one, or none has come for a while.
-    let mut answered = vec![false; conns.len()];
-    let mut held = 0u32;
-    let mut failed = 0u32;
-    let mut last_progress = Instant::now();
-    let mut chunk = [0u8; 4096];
-    while ((held + failed) as usize) < conns.len() && last_progress.elapsed() < IDLE_QUIET {
-        let before = held + failed;
-        for (i, (s, parser, buf)) in conns.iter_mut().enumerate() {
-            if answered[i] {
-                continue;
+    let mut conns: Vec<Held> = Vec::new();
+    let (mut held, mut failed) = (0u32, 0u32);
+    let mut saturated = false;
+    while conns.len() < count as usize && !saturated {
+        let end = (conns.len() + IDLE_BATCH).min(count as usize);
+        while conns.len() < end {
+            let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+                saturated = true;
+                break;
+            };
+            if stream.write_all(&req).is_err() {
+                saturated = true;
+                break;
             }
-            match s.read(&mut chunk) {
-                Ok(0) => {
-                    // Closed by the server: not held.
-                    answered[i] = true;
-                    failed += 1;
-                }
-                Ok(n) => {
-                    buf.extend_from_slice(&chunk[..n]);
-                    match parser.feed(buf) {
-                        Ok(fed) if fed.done => {
-                            answered[i] = true;
-                            if (200..300).contains(&parser.status()) && !parser.must_close() {
-                                held += 1;
-                            } else {
-                                failed += 1;
-                            }
-                        }
-                        Ok(fed) => {
-                            buf.drain(..fed.used);
-                        }
-                        Err(_) => {
-                            answered[i] = true;
-                            failed += 1;
-                        }
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => {
-                    answered[i] = true;
-                    failed += 1;
-                }
-            }
+            stream.set_nonblocking(true)?;
+            conns.push(Held {
+                stream,
+                parser: ResponseParser::new(false),
+                buf: Vec::new(),
+                answered: false,
+            });
         }
-        if held + failed > before {
-            last_progress = Instant::now();
-        } else {
-            std::thread::sleep(Duration::from_millis(5));
+        collect(&mut conns, &mut held, &mut failed);
+        if ((held + failed) as usize) < conns.len() {
+            saturated = true;
         }
     }
     std::thread::sleep(IDLE_SETTLE);
@@ -189,6 +169,43 @@ pub fn idle(
         rss_before_kib,
         rss_after_kib,
     })
+}
+
+/// Reads answers until every connection has one, or none has come for `IDLE_QUIET`.
+fn collect(conns: &mut [Held], held: &mut u32, failed: &mut u32) {
+    let mut last_progress = Instant::now();
+    let mut chunk = [0u8; 4096];
+    while ((*held + *failed) as usize) < conns.len() && last_progress.elapsed() < IDLE_QUIET {
+        let before = *held + *failed;
+        for c in conns.iter_mut().filter(|c| !c.answered) {
+            let ok = match c.stream.read(&mut chunk) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Ok(0) | Err(_) => false, // closed or reset by the server: not held
+                Ok(n) => {
+                    c.buf.extend_from_slice(&chunk[..n]);
+                    match c.parser.feed(&c.buf) {
+                        Ok(fed) if !fed.done => {
+                            c.buf.drain(..fed.used);
+                            continue;
+                        }
+                        Ok(_) => (200..300).contains(&c.parser.status()) && !c.parser.must_close(),
+                        Err(_) => false,
+                    }
+                }
+            };
+            c.answered = true;
+            if ok {
+                *held += 1;
+            } else {
+                *failed += 1;
+            }
+        }
+        if *held + *failed > before {
+            last_progress = Instant::now();
+        } else {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
 }
 
 /// Serves some requests on several connections at once before the first memory reading, so
@@ -267,6 +284,7 @@ pub fn measure(
             // the "held" column shows them.
             let (ok, errors) = (u64::from(m.held), u64::from(m.failed));
             vec![
+                row("opened", f64::from(m.opened), "conns", ok, errors),
                 row("held", f64::from(m.held), "conns", ok, errors),
                 row("rss_before_kib", m.rss_before_kib as f64, "KiB", ok, errors),
                 row("rss_after_kib", m.rss_after_kib as f64, "KiB", ok, errors),

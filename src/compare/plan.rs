@@ -429,10 +429,11 @@ impl Plan {
                         io * p.x.div_ceil(at_once.max(1)) + POINT_COST
                     }
                     Workload::Static => self.static_duration + POINT_COST,
-                    // A fresh server, the connections, the wait for answers, the settling.
+                    // A fresh server, the warm-up, the connections, the settling; a blocking
+                    // server leaves its first batch unanswered, which costs a quiet window.
                     Workload::Idle => {
                         START_COST
-                            + IDLE_QUIET
+                            + POINT_COST
                             + IDLE_SETTLE
                             + Duration::from_micros(60) * p.x
                             + if s.blocking() {

@@ -366,10 +366,10 @@ fn static_table(out: &mut String, points: &[PointSummary]) {
 fn idle_table(out: &mut String, points: &[PointSummary]) {
     let w = Workload::Idle.name();
     out.push_str(
-        "| server | workers | connections opened | held (answered) | RSS before KiB | \
+        "| server | workers | connections wanted | opened | held (answered) | RSS before KiB | \
          RSS after KiB | KiB per held connection |\n",
     );
-    out.push_str("|---|---|---|---|---|---|---|\n");
+    out.push_str("|---|---|---|---|---|---|---|---|\n");
     for s in servers_of(points, w) {
         for x in xs_of(points, w) {
             let Some(per) = find(points, &s, w, x, "kib_per_conn") else {
@@ -378,8 +378,9 @@ fn idle_table(out: &mut String, points: &[PointSummary]) {
             let get = |m| find(points, &s, w, x, m).map_or(String::new(), cell);
             let _ = writeln!(
                 out,
-                "| {s} | {} | {x} | {} | {} | {} | {} |",
+                "| {s} | {} | {x} | {} | {} | {} | {} | {} |",
                 per.workers,
+                get("opened"),
                 get("held"),
                 get("rss_before_kib"),
                 get("rss_after_kib"),
@@ -446,7 +447,9 @@ pub fn markdown(setup: &Setup, points: &[PointSummary]) -> String {
         ),
     );
     row("repeats", p.repeat.to_string());
-    row(
+    let runs = |w: &str| p.workloads.iter().any(|x| x == w);
+    if runs("cpu") {
+        row(
         "cpu",
         format!(
             "GET /cpu?n={} (the primes in 1..={} by trial division; {} ms of one core, timed before the run), clients {}",
@@ -456,32 +459,39 @@ pub fn markdown(setup: &Setup, points: &[PointSummary]) -> String {
             list(&p.clients)
         ),
     );
-    row(
-        "io",
-        format!(
-            "GET /io?ms={} (the server waits {} ms, the seed waited 1000), clients {}",
-            p.io_ms,
-            p.io_ms,
-            list(&p.clients)
-        ),
-    );
-    row(
-        "static",
-        format!(
+    }
+    if runs("io") {
+        row(
+            "io",
+            format!(
+                "GET /io?ms={} (the server waits {} ms, the seed waited 1000), clients {}",
+                p.io_ms,
+                p.io_ms,
+                list(&p.clients)
+            ),
+        );
+    }
+    if runs("static") {
+        row(
+            "static",
+            format!(
             "GET {} on keep-alive connections, {} s per point, connections {}, {} load thread(s)",
             p.static_path,
             p.static_duration_s,
             list(&p.static_conns),
             p.client_threads
         ),
-    );
-    row(
-        "idle",
-        format!(
-            "{} keep-alive connections, each after one GET {}; a fresh server per repeat",
-            p.idle_conns, p.static_path
-        ),
-    );
+        );
+    }
+    if runs("idle") {
+        row(
+            "idle",
+            format!(
+                "{} keep-alive connections, each after one GET {}; a fresh server per repeat",
+                p.idle_conns, p.static_path
+            ),
+        );
+    }
     row("document root", format!("`{}`", p.root));
     row(
         "wall time",
@@ -524,12 +534,13 @@ pub fn markdown(setup: &Setup, points: &[PointSummary]) -> String {
     if points.iter().any(|p| p.workload == "idle") {
         out.push_str("\n## Memory per idle keep-alive connection\n\n");
         out.push_str(
-            "Connections are opened one after another, each sends one request; those answered \
-             are held open and idle. RSS is VmRSS summed over the server's processes (from \
+            "Connections are opened 100 at a time, each sends one request, and each batch's \
+             answers are awaited before the next; those answered are held open and idle. \
+             Opening stops when a batch is not answered in full. RSS is VmRSS summed over the server's processes (from \
              /proc), before opening and after the answers; the difference is divided by the \
              connections held. Kernel socket buffers are not in RSS. A blocking architecture \
-             holds at most one connection per worker: the others wait unanswered in the \
-             listen backlog.\n\n\
+             holds at most one connection per worker: the rest of its first batch waits \
+             unanswered in the listen backlog.\n\n\
              ![Memory per idle connection](idle.png)\n\n",
         );
         idle_table(&mut out, points);
