@@ -122,7 +122,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<i32> {
     let bar = progress_bar(plan.total_points() as u64);
     let raw = plan.out.join("raw.csv");
     let mut csv = CsvWriter::create(&raw).with_context(|| format!("creating {}", raw.display()))?;
-    let mut notes = plan.notes.clone();
+    let mut failures = Vec::new();
     for spec in &plan.servers {
         if stopped() {
             break;
@@ -130,16 +130,17 @@ pub fn run(args: CompareArgs) -> anyhow::Result<i32> {
         if let Err(e) = sweep(&plan, spec, &mut csv, &bar) {
             let line = format!("{}: {e:#}", spec.name);
             say(&bar, &format!("error: {line}"));
-            notes.push(line);
+            failures.push(line);
         }
     }
     bar.finish_and_clear();
     drop(csv);
     let interrupted = stopped();
+    let mut notes = plan.notes.clone();
+    notes.extend(failures.iter().cloned());
     if interrupted {
         notes.push("interrupted by a signal before the end of the sweep".into());
     }
-    let failed = notes.len() > plan.notes.len() + usize::from(interrupted);
 
     let text =
         std::fs::read_to_string(&raw).with_context(|| format!("reading {}", raw.display()))?;
@@ -205,7 +206,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<i32> {
     );
     Ok(if interrupted {
         130
-    } else if failed {
+    } else if !failures.is_empty() {
         1
     } else {
         0
