@@ -232,7 +232,8 @@ impl Chart<'_> {
                                     .map(|p| (*s, *p))
                             })
                             .collect();
-                        (format!("{x} connections"), bars)
+                        let unit = if x == 1 { "connection" } else { "connections" };
+                        (format!("{x} {unit}"), bars)
                     })
                     .collect()
             }
@@ -247,7 +248,8 @@ impl Chart<'_> {
         let per_group = groups.iter().map(|g| g.1.len()).max().unwrap_or(1) as u32;
         let width = 2 * per_group + 2;
         let span = width * groups.len() as u32;
-        let top = y_top(self.data.iter().map(|p| p.max));
+        // Room above the bars for the legend (static) or the value labels (idle).
+        let top = y_top(self.data.iter().map(|p| p.max)) * 1.2;
         let bottom = self
             .data
             .iter()
