@@ -232,3 +232,69 @@ fn ctrl_c_stops_the_run_and_every_server() {
         .unwrap()
         .starts_with("server,"));
 }
+
+/// Whether `name` is an installed program (PATH, then the sbin directories).
+fn installed(name: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
+        .any(|d| d.join(name).is_file())
+}
+
+#[test]
+fn baselines_run_beside_ours_when_installed_and_are_named_when_not() {
+    let root = root();
+    let out = tempfile::tempdir().unwrap();
+    let out = out.path().join("results");
+    let res = compare(
+        root.path(),
+        &out,
+        &[
+            "--arch",
+            "async",
+            "--workload",
+            "static",
+            "--static-conns",
+            "1",
+            "--static-duration",
+            "100ms",
+            "--repeat",
+            "1",
+            "--baseline",
+            "nginx,lighttpd",
+        ],
+    );
+    assert!(res.status.success(), "{res:?}");
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    let csv = std::fs::read_to_string(out.join("raw.csv")).unwrap();
+    for b in ["nginx", "lighttpd"] {
+        let rows = csv
+            .lines()
+            .filter(|l| l.starts_with(&format!("{b},")))
+            .count();
+        if installed(b) {
+            assert_eq!(rows, 3, "{b}: {csv}");
+            // Every request answered with a 2xx by the generated configuration.
+            for l in csv.lines().filter(|l| l.starts_with(&format!("{b},"))) {
+                assert!(l.ends_with(",0"), "{l}");
+            }
+        } else {
+            assert_eq!(rows, 0);
+            assert!(
+                stdout.contains(&format!("{b} is not installed")),
+                "{stdout}"
+            );
+        }
+    }
+    // The baselines' processes carry their configuration's path (under --out): none is left.
+    let needle = out.to_string_lossy().into_owned();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            assert!(
+                !(cmd.contains(&needle) && !cmd.contains(" compare ")),
+                "left behind: {cmd}"
+            );
+        }
+    }
+}
