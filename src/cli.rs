@@ -38,6 +38,9 @@ pub enum Command {
     /// Generate load: the seed's test_my_server (-c|-i [-nc N] HOST PORT) or a load generator
     /// (`archserve load --help` shows both).
     Load(LoadArgs),
+    /// Start every architecture in turn, measure them under the seed's workloads and more,
+    /// and write tables, charts and a report.
+    Compare(crate::compare::CompareArgs),
 }
 
 fn arch_parser() -> PossibleValuesParser {

@@ -10,10 +10,13 @@
 //! - [`listener`], [`shutdown`], [`config`], [`cli`]: binding, signals, validated settings, flags.
 //! - [`access_log`]: the Combined Log Format access log, buffered per worker thread.
 //! - [`client`]: `send` (raw client) and `load` (load generator).
+//! - [`compare`]: `compare`: every architecture under the seed's workloads and more; CSV, JSON,
+//!   Markdown report and charts.
 pub mod access_log;
 pub mod arch;
 pub mod cli;
 pub mod client;
+pub mod compare;
 pub mod config;
 pub mod conn;
 pub mod http;

@@ -1,0 +1,300 @@
+//! `archserve compare` end to end: a tiny sweep of two architectures produces every file (the
+//! CSV with the expected rows, JSON that parses, the report, valid SVG and PNG charts) and
+//! leaves no server behind; Ctrl-C in the middle stops the run and its servers. No timing
+//! assertions: only shapes and processes.
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_archserve");
+
+/// A document root with a small file; its unique path is on every server's command line, so
+/// /proc tells whether any of them is still running.
+fn root() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("index.html"), "<h1>compare</h1>\n").unwrap();
+    dir
+}
+
+/// Processes (other than the test itself) whose command line mentions `needle`.
+fn processes_mentioning(needle: &Path) -> Vec<(i32, String)> {
+    let needle = needle.to_string_lossy().into_owned();
+    let me = std::process::id() as i32;
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if pid != me && cmd.contains(&needle) && cmd.contains(" serve ") {
+            found.push((pid, cmd));
+        }
+    }
+    found
+}
+
+/// The addresses the run reported for its servers ("NAME (N workers) on ADDR").
+fn server_addrs(stderr: &str) -> Vec<SocketAddr> {
+    stderr
+        .lines()
+        .filter_map(|l| l.split(" on ").nth(1))
+        .filter_map(|a| a.split(',').next()?.trim().parse().ok())
+        .collect()
+}
+
+fn compare(root: &Path, out: &Path, extra: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("compare")
+        .arg("--root")
+        .arg(root)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn check_svg(path: &Path) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let start = text.trim_start();
+    assert!(
+        start.starts_with("<svg") || start.starts_with("<?xml"),
+        "{}",
+        path.display()
+    );
+    assert!(text.trim_end().ends_with("</svg>"), "{}", path.display());
+}
+
+fn check_png(path: &Path) {
+    let file = std::fs::File::open(path).unwrap();
+    let mut reader = png::Decoder::new(file).read_info().unwrap();
+    let (w, h) = (reader.info().width, reader.info().height);
+    assert!(w > 0 && h > 0, "{}", path.display());
+    let mut buf = vec![0; reader.output_buffer_size()];
+    reader.next_frame(&mut buf).unwrap();
+    assert!(buf.iter().any(|&b| b != 255), "{} is blank", path.display());
+}
+
+#[test]
+fn a_tiny_sweep_writes_every_file_and_leaves_no_server() {
+    let root = root();
+    let out = tempfile::tempdir().unwrap();
+    let out = out.path().join("results");
+    let res = compare(
+        root.path(),
+        &out,
+        &[
+            "--arch",
+            "threads,async",
+            "--clients",
+            "1,2",
+            "--workload",
+            "cpu,io,static,idle",
+            "--repeat",
+            "1",
+            "--cpu-n",
+            "20000",
+            "--io-ms",
+            "10",
+            "--static-conns",
+            "1,3",
+            "--static-duration",
+            "100ms",
+            "--idle-conns",
+            "20",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(res.status.success(), "{res:?}");
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    assert!(stdout.contains("estimated"), "{stdout}");
+
+    // raw.csv: the header, then per server 2 cpu + 2 io + 2×3 static + 5 idle rows.
+    let csv = std::fs::read_to_string(out.join("raw.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("server,workers,workload,x,repeat,metric,value,unit,ok,errors")
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 30, "{csv}");
+    assert!(rows.iter().all(|r| r.len() == 10));
+    let count = |server: &str, workload: &str| {
+        rows.iter()
+            .filter(|r| r[0] == server && r[2] == workload)
+            .count()
+    };
+    for server in ["threads", "async"] {
+        assert_eq!(count(server, "cpu"), 2);
+        assert_eq!(count(server, "io"), 2);
+        assert_eq!(count(server, "static"), 6);
+        assert_eq!(count(server, "idle"), 5);
+    }
+    // Workers as started: the seed's 5 for threads, exactly one for async.
+    assert!(rows
+        .iter()
+        .all(|r| r[1] == if r[0] == "threads" { "5" } else { "1" }));
+    // Every value is a number, and cpu/io answered every client.
+    for r in &rows {
+        r[6].parse::<f64>().unwrap();
+        if r[2] == "cpu" || r[2] == "io" {
+            assert_eq!((r[8], r[9]), (r[3], "0"), "{r:?}");
+        }
+    }
+
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(json["points"].as_array().unwrap().len(), 30);
+    assert_eq!(json["setup"]["params"]["io_ms"], 10);
+    assert!(json["setup"]["command"]
+        .as_str()
+        .unwrap()
+        .contains("--arch threads,async"));
+
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for heading in [
+        "## Setup",
+        "## CPU Bound Task",
+        "## I/O Bound Task",
+        "## Static file",
+        "## Memory per idle",
+    ] {
+        assert!(report.contains(heading), "{heading} missing:\n{report}");
+    }
+    for chart in ["cpu", "io", "static", "idle"] {
+        check_svg(&out.join(format!("{chart}.svg")));
+        check_png(&out.join(format!("{chart}.png")));
+    }
+
+    // Nothing left: no process with our root on its command line, nothing on the ports.
+    assert_eq!(processes_mentioning(root.path()), vec![]);
+    let addrs = server_addrs(&stderr);
+    assert_eq!(addrs.len(), 4, "{stderr}"); // each: one server for cpu..static, one for idle
+    for a in addrs {
+        assert!(TcpStream::connect_timeout(&a, Duration::from_millis(500)).is_err());
+    }
+}
+
+#[test]
+fn ctrl_c_stops_the_run_and_every_server() {
+    let root = root();
+    let out = tempfile::tempdir().unwrap();
+    let out: PathBuf = out.path().join("results");
+    // Long enough that the signal lands mid-sweep; `processes` forks workers, whose whole
+    // group must go.
+    let mut child = Command::new(BIN)
+        .arg("compare")
+        .arg("--root")
+        .arg(root.path())
+        .arg("--out")
+        .arg(&out)
+        .args([
+            "--arch",
+            "processes,threads",
+            "--workload",
+            "io",
+            "--io-ms",
+            "500",
+            "--clients",
+            "1-10",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while processes_mentioning(root.path()).len() < 2 {
+        assert!(Instant::now() < deadline, "no server started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(700));
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "compare did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(processes_mentioning(root.path()), vec![]);
+    // What was measured before the signal is written, and says it was interrupted.
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("Interrupted"), "{report}");
+    assert!(std::fs::read_to_string(out.join("raw.csv"))
+        .unwrap()
+        .starts_with("server,"));
+}
+
+/// Whether `name` is an installed program (PATH, then the sbin directories).
+fn installed(name: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
+        .any(|d| d.join(name).is_file())
+}
+
+#[test]
+fn baselines_run_beside_ours_when_installed_and_are_named_when_not() {
+    let root = root();
+    let out = tempfile::tempdir().unwrap();
+    let out = out.path().join("results");
+    let res = compare(
+        root.path(),
+        &out,
+        &[
+            "--arch",
+            "async",
+            "--workload",
+            "static",
+            "--static-conns",
+            "1",
+            "--static-duration",
+            "100ms",
+            "--repeat",
+            "1",
+            "--baseline",
+            "nginx,lighttpd",
+        ],
+    );
+    assert!(res.status.success(), "{res:?}");
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    let csv = std::fs::read_to_string(out.join("raw.csv")).unwrap();
+    for b in ["nginx", "lighttpd"] {
+        let rows = csv
+            .lines()
+            .filter(|l| l.starts_with(&format!("{b},")))
+            .count();
+        if installed(b) {
+            assert_eq!(rows, 3, "{b}: {csv}");
+            // Every request answered with a 2xx by the generated configuration.
+            for l in csv.lines().filter(|l| l.starts_with(&format!("{b},"))) {
+                assert!(l.ends_with(",0"), "{l}");
+            }
+        } else {
+            assert_eq!(rows, 0);
+            assert!(
+                stdout.contains(&format!("{b} is not installed")),
+                "{stdout}"
+            );
+        }
+    }
+    // The baselines' processes carry their configuration's path (under --out): none is left.
+    let needle = out.to_string_lossy().into_owned();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            assert!(
+                !cmd.contains(&needle) || cmd.contains(" compare "),
+                "left behind: {cmd}"
+            );
+        }
+    }
+}
