@@ -43,7 +43,8 @@ pub enum Command {
     Compare(crate::compare::CompareArgs),
 }
 
-fn arch_parser() -> PossibleValuesParser {
+/// `--arch` values and their help, from the registry (shared by `serve` and `compare`).
+pub fn arch_parser() -> PossibleValuesParser {
     PossibleValuesParser::new(
         arch::REGISTRY
             .iter()

@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::builder::{PossibleValue, PossibleValuesParser};
 use clap::{Args, ValueEnum};
 
 use crate::arch::{self, Arch, Workers};
@@ -92,14 +91,6 @@ fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-fn arch_parser() -> PossibleValuesParser {
-    PossibleValuesParser::new(
-        arch::REGISTRY
-            .iter()
-            .map(|a| PossibleValue::new(a.name).help(a.about)),
-    )
-}
-
 /// Start every architecture in turn, sweep the workloads, write the comparison.
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -113,7 +104,7 @@ Examples:
   archserve compare --workload static,idle --baseline nginx")]
 pub struct CompareArgs {
     /// Architectures to compare, in this order [default: all of them].
-    #[arg(long, value_delimiter = ',', value_parser = arch_parser())]
+    #[arg(long, value_delimiter = ',', value_parser = crate::cli::arch_parser())]
     pub arch: Vec<String>,
     /// Workers for every architecture (one that runs exactly one, like async, keeps one).
     #[arg(short = 'w', long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=256))]
