@@ -13,7 +13,7 @@ use crate::http::{self, Parsed};
 use crate::shutdown::Stop;
 use crate::site::{Body, Ctx, Part, Plan, Reply, Site, Work};
 
-use super::{inline_small_body, keep_alive, log_request, with_date, READ_CHUNK};
+use super::{inline_small_body, keep_alive, log_request, with_date, work_done, READ_CHUNK};
 
 /// While idle, wake this often to notice a shutdown (cheap: a handful of workers).
 const STOP_POLL: Duration = Duration::from_millis(200);
@@ -141,20 +141,7 @@ impl Conn {
                             None
                         }
                     };
-                    // Shutdown may have begun during the work: say so now, so the client does not send
-                    // another request on a connection we are about to close.
-                    let ka = ka && !stop.is_set();
-                    with_date(|date| {
-                        site.after_work(
-                            &req,
-                            work,
-                            primes,
-                            Ctx {
-                                date,
-                                keep_alive: ka,
-                            },
-                        )
-                    })
+                    work_done(site, &req, work, primes, ka)
                 }
             };
             served += 1;

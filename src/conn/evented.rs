@@ -27,7 +27,7 @@ use crate::http::{self, Parsed, Request};
 use crate::shutdown::Stop;
 use crate::site::{Body, Ctx, Part, Plan, Reply, Site, Work};
 
-use super::{inline_small_body, keep_alive, log_request, with_date, READ_CHUNK};
+use super::{inline_small_body, keep_alive, log_request, with_date, work_done, READ_CHUNK};
 
 /// After a refusal, drain what the client still sends for at most this long (see blocking.rs).
 const LINGER: Duration = Duration::from_millis(500);
@@ -449,10 +449,7 @@ async fn work_reply(site: &Site, req: &Request, work: Work, keep_alive: bool) ->
             None
         }
     };
-    // Shutdown may have begun during the work: say so now, so the client does not send
-    // another request on a connection we are about to close.
-    let keep_alive = keep_alive && !Stop.is_set();
-    with_date(|date| site.after_work(req, work, primes, Ctx { date, keep_alive }))
+    work_done(site, req, work, primes, keep_alive)
 }
 
 /// The client's address for the access log, looked up only when a log is written (keeping it

@@ -14,7 +14,8 @@ use std::time::SystemTime;
 use crate::access_log;
 use crate::http::date::DateCache;
 use crate::http::Request;
-use crate::site::{Body, Part, Reply};
+use crate::shutdown::Stop;
+use crate::site::{Body, Ctx, Part, Reply, Site, Work};
 
 /// Bodies of a single file part up to this size are read into the head's buffer and sent with
 /// one write: one syscall instead of write + sendfile, and one TCP segment for a small page.
@@ -91,6 +92,20 @@ pub fn log_request(peer: Option<IpAddr>, req: Option<&Request>, status: u16, bod
             user_agent: req.and_then(|r| r.user_agent.as_deref()),
         })
     });
+}
+
+/// The reply once a workload has run. Keep-alive is decided again: shutdown may have begun
+/// during the work, and the client must then be told `Connection: close` rather than send
+/// another request on a connection we are about to close.
+pub fn work_done(
+    site: &Site,
+    req: &Request,
+    work: Work,
+    primes: Option<u64>,
+    keep_alive: bool,
+) -> Reply {
+    let keep_alive = keep_alive && !Stop.is_set();
+    with_date(|date| site.after_work(req, work, primes, Ctx { date, keep_alive }))
 }
 
 /// Calls `f` with the current `Date` value.
