@@ -38,7 +38,7 @@ fn worker(listener: TcpListener, config: &Config, site: &Site, signals: Signals)
         match accept(&listener) {
             Ok(stream) => blocking::serve(stream, site, &config.conn, Stop),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => super::threads::accept_error(&e),
+            Err(e) => std::thread::sleep(crate::listener::accept_backoff(&e)),
         }
     }
     crate::access_log::flush();

@@ -45,7 +45,7 @@ fn run(server: Server) -> io::Result<()> {
                     match listener.accept() {
                         Ok((stream, _)) => blocking::serve(stream, site, &config.conn, stop),
                         Err(_) if stop.is_set() => break,
-                        Err(e) => accept_error(&e),
+                        Err(e) => std::thread::sleep(listener::accept_backoff(&e)),
                     }
                 }
             })?;
@@ -71,21 +71,4 @@ fn run(server: Server) -> io::Result<()> {
     }
     crate::access_log::flush();
     Ok(())
-}
-
-/// accept() failed for a reason other than shutdown. Out of file descriptors (EMFILE/ENFILE) or
-/// memory: back off briefly instead of spinning on an error that will repeat at once. A
-/// connection aborted before we took it (ECONNABORTED) is simply skipped.
-pub fn accept_error(e: &io::Error) {
-    match e.raw_os_error() {
-        Some(libc::ECONNABORTED) | Some(libc::EINTR) => {}
-        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM) => {
-            tracing::warn!("accept: {e}; backing off");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        _ => {
-            tracing::warn!("accept: {e}");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
 }

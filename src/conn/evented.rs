@@ -701,7 +701,7 @@ pub async fn accept_until_stopped(
                     let guard = Active::new(&shared);
                     tokio::spawn(serve(stream, Arc::clone(&shared), guard));
                 }
-                Err(e) => accept_error(&e).await,
+                Err(e) => tokio::time::sleep(crate::listener::accept_backoff(&e)).await,
             },
             _ = term.recv() => break,
             _ = int.recv() => break,
@@ -728,22 +728,6 @@ pub async fn accept_until_stopped(
     }
     crate::access_log::flush();
     Ok(())
-}
-
-/// accept() failed: back off on resource exhaustion (EMFILE would otherwise spin the loop, since
-/// the pending connection keeps the listener readable), skip aborted connections.
-async fn accept_error(e: &io::Error) {
-    match e.raw_os_error() {
-        Some(libc::ECONNABORTED) | Some(libc::EINTR) => {}
-        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM) => {
-            tracing::warn!("accept: {e}; backing off");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        _ => {
-            tracing::warn!("accept: {e}");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
 }
 
 #[cfg(test)]
