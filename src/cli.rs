@@ -83,9 +83,10 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_requests: u64,
     /// Open connections per event loop (event-loop architectures); at the cap, idle keep-alive
-    /// connections are closed first, then accepting pauses until below.
-    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub max_conns: u32,
+    /// connections are closed first, then accepting pauses until below. Default: the open-file
+    /// limit less an eighth (the open-file cache) and 64, so the cap comes before EMFILE.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_conns: Option<u32>,
     /// Seconds in-flight requests get to finish after SIGINT/SIGTERM.
     #[arg(long, default_value = "10", value_parser = seconds)]
     pub grace: Duration,
@@ -156,7 +157,10 @@ impl ServeArgs {
                 idle_timeout: self.idle_timeout.unwrap_or(arch.idle_timeout),
                 write_timeout: self.write_timeout,
                 max_requests: self.max_requests,
-                max_conns: self.max_conns as usize,
+                max_conns: self
+                    .max_conns
+                    .map(|n| n as usize)
+                    .unwrap_or_else(crate::config::default_max_conns),
                 ..ConnLimits::default()
             },
             grace: self.grace,
