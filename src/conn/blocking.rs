@@ -58,7 +58,7 @@ enum Wait {
 
 impl Conn {
     fn run(&mut self, site: &Site, limits: &ConnLimits, stop: Stop) -> io::Result<()> {
-        self.stream.set_nodelay(true)?;
+        // TCP_NODELAY comes from the listener (see listener::bind).
         self.stream.set_write_timeout(Some(limits.write_timeout))?;
         let mut served: u64 = 0;
         // When the wait for the current request began (connection start, or end of last reply).
