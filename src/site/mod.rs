@@ -206,9 +206,9 @@ impl Site {
         let file = Arc::new(file);
         let ctype = mime::content_type(&name);
         open_files::remember(
+            &self.root,
             self.id,
-            &norm.rel,
-            norm.dir_form,
+            (&norm.rel, norm.dir_form),
             &name,
             &file,
             &meta,

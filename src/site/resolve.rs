@@ -186,12 +186,27 @@ impl Root {
         self.open_checked(rel)
     }
 
+    /// True if `rel` leads to something beneath the root without passing a symlink (the open
+    /// file cache trusts its directory watches only for such paths: a symlink's target lies in
+    /// directories the watches do not cover).
+    pub fn symlink_free(&self, rel: &str) -> bool {
+        let rel = if rel.is_empty() { "." } else { rel };
+        let flags = libc::O_PATH | libc::O_CLOEXEC;
+        self.openat2_with(rel, flags, libc::RESOLVE_NO_SYMLINKS)
+            .is_ok()
+    }
+
     fn openat2(&self, rel: &str) -> io::Result<File> {
+        let flags = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY;
+        self.openat2_with(rel, flags, libc::RESOLVE_NO_MAGICLINKS)
+    }
+
+    fn openat2_with(&self, rel: &str, flags: i32, resolve: u64) -> io::Result<File> {
         let c = cstring(rel.as_bytes())?;
         // SAFETY: open_how is plain integers; all-zero is its documented "no options" value.
         let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-        how.flags = (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY) as u64;
-        how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
+        how.flags = flags as u64;
+        how.resolve = libc::RESOLVE_BENEATH | resolve;
         // SAFETY: arguments follow openat2(2): a directory fd we own, a NUL-terminated path, a
         // valid open_how and its size. The result is checked before use.
         let fd = unsafe {
