@@ -171,7 +171,7 @@ impl Site {
             let v = &hit.validators;
             return Plan::Reply(serve_file(
                 req,
-                hit.file,
+                (hit.file, hit.bytes),
                 hit.info,
                 hit.ctype,
                 (&v.validators, &v.last_modified),
@@ -218,7 +218,7 @@ impl Site {
         let v = open_files::Validated::new(info);
         Plan::Reply(serve_file(
             req,
-            file,
+            (file, None),
             info,
             ctype,
             (&v.validators, &v.last_modified),
@@ -377,10 +377,12 @@ fn redirect_to_dir(rel: &str, ctx: Ctx, head_only: bool) -> Reply {
     )
 }
 
-/// A regular file: 304, 206 (one range or multipart/byteranges), 416 or 200.
+/// A regular file: 304, 206 (one range or multipart/byteranges), 416 or 200. `bytes`: the
+/// whole file, when the open-file cache holds it (then a single range or the whole file goes
+/// out behind the head, without reading the file).
 fn serve_file(
     req: &Request,
-    file: Arc<File>,
+    (file, bytes): (Arc<File>, Option<Arc<[u8]>>),
     info: FileInfo,
     ctype: ContentType,
     (validators, last_modified): (&Validators, &str),
@@ -476,6 +478,18 @@ fn serve_file(
     }
     w.field("Content-Type", ctype);
     finish_file_head(w, body_len, validators, last_modified, ctx);
+    if let (Some(bytes), [Part::File { offset, len }], false) = (bytes, &parts[..], head_only) {
+        let range = *offset as usize..(*offset + *len) as usize;
+        if let Some(body) = bytes.get(range) {
+            head.extend_from_slice(body);
+            return Reply {
+                status,
+                head,
+                body: Body::Empty,
+                close: !ctx.keep_alive,
+            };
+        }
+    }
     file_reply(status, head, file, parts, body_len, ctx, head_only)
 }
 

@@ -83,6 +83,8 @@ impl FileInfo {
 #[derive(Debug)]
 pub struct Hit {
     pub file: Arc<File>,
+    /// The whole content of a small watched file, read since the last change (see [`BYTES`]).
+    pub bytes: Option<Arc<[u8]>>,
     pub info: FileInfo,
     pub ctype: ContentType,
     pub validators: Rc<Validated>,
@@ -135,7 +137,15 @@ struct Entry {
     /// The last `statx` that confirmed the entry: the watcher's change count before it, when
     /// (coarse monotonic nanoseconds), and what it found.
     confirmed: Option<(u64, i64, FileInfo)>,
+    /// The file's content, read after that `statx` (so dropped with it), for files of at most
+    /// [`BYTES`].
+    bytes: Option<Arc<[u8]>>,
 }
+
+/// Files up to this size are kept in memory while watched and unchanged, which saves the
+/// `pread` of every hit (7% of a keep-alive `GET /`'s CPU time, perf). Small, because every
+/// thread has its own cache: 64 entries of 4 KiB at most per thread.
+pub const BYTES: u64 = 4096;
 
 impl Drop for Entry {
     fn drop(&mut self) {
@@ -353,6 +363,7 @@ pub fn lookup(root: &Root, site: u64, rel: &str, dir_form: bool) -> Option<Hit> 
             None => match statx(root, &entry.path) {
                 Ok((id, info)) if id == entry.id => {
                     entry.confirmed = changes.map(|c| (c, now, info));
+                    entry.bytes = None;
                     info
                 }
                 _ => {
@@ -361,6 +372,9 @@ pub fn lookup(root: &Root, site: u64, rel: &str, dir_form: bool) -> Option<Hit> 
                 }
             },
         };
+        if entry.bytes.is_none() && entry.confirmed.is_some() && info.len <= BYTES {
+            entry.bytes = read_whole(&entry.file, info.len);
+        }
         let validators = match &entry.validated {
             Some((made_from, v)) if *made_from == info => Rc::clone(v),
             _ => {
@@ -371,6 +385,7 @@ pub fn lookup(root: &Root, site: u64, rel: &str, dir_form: bool) -> Option<Hit> 
         };
         Some(Hit {
             file: Arc::clone(&entry.file),
+            bytes: entry.bytes.clone(),
             info,
             ctype: entry.ctype,
             validators,
@@ -401,6 +416,7 @@ pub fn remember(
         path: cpath,
         watches,
         confirmed: None,
+        bytes: None,
         file: Arc::clone(file),
         id: Identity {
             dev: meta.dev(),
@@ -442,6 +458,26 @@ pub fn remember(
         }
         map.insert(rel.to_owned(), entry);
     });
+}
+
+/// The `len` bytes of `file`, if it has exactly that many now.
+fn read_whole(file: &File, len: u64) -> Option<Arc<[u8]>> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; len as usize + 1];
+    let mut filled = 0;
+    loop {
+        match file.read_at(&mut buf[filled..], filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+        if filled == buf.len() {
+            // Longer than the statx said: changed meanwhile, and an event is on its way.
+            return None;
+        }
+    }
+    (filled as u64 == len).then(|| Arc::from(&buf[..filled]))
 }
 
 /// `statx` of `path` beneath the root's directory, following symlinks as the open did.
@@ -612,7 +648,10 @@ mod tests {
             .unwrap();
         let (hit, checked) = lookup_checked(&root, site, "a/b/c.txt");
         assert!(checked);
-        assert_eq!(hit.expect("same inode").info.len, 6);
+        let hit = hit.expect("same inode");
+        assert_eq!(hit.info.len, 6);
+        // A small file's content comes along, as it is now.
+        assert_eq!(hit.bytes.as_deref(), Some(&b"onetwo"[..]));
         assert!(trusted_soon(&root, site, "a/b/c.txt"));
         // ...a directory of its path replaced by another one...
         std::fs::create_dir_all(dir.path().join("new/b")).unwrap();
@@ -632,6 +671,26 @@ mod tests {
     }
 
     #[test]
+    fn only_small_watched_files_are_kept_in_memory() {
+        let (dir, root, site) = setup();
+        let small = vec![b's'; BYTES as usize];
+        let large = vec![b'l'; BYTES as usize + 1];
+        std::fs::write(dir.path().join("small"), &small).unwrap();
+        std::fs::write(dir.path().join("large"), &large).unwrap();
+        for name in ["small", "large"] {
+            let (f, m) = open(&root, name);
+            remember(&root, site, (name, false), name, &f, &m, CT);
+        }
+        let hit = lookup(&root, site, "small", false).unwrap();
+        assert_eq!(hit.bytes.as_deref(), Some(&small[..]));
+        assert!(lookup(&root, site, "large", false).unwrap().bytes.is_none());
+        // Rewritten in place with the same length: the next hit has the new bytes.
+        std::fs::write(dir.path().join("small"), vec![b'S'; BYTES as usize]).unwrap();
+        let hit = lookup(&root, site, "small", false).unwrap();
+        assert_eq!(hit.bytes.as_deref(), Some(&vec![b'S'; BYTES as usize][..]));
+    }
+
+    #[test]
     fn a_path_through_a_symlink_is_checked_every_time() {
         let (dir, root, site) = setup();
         std::fs::create_dir(dir.path().join("real")).unwrap();
@@ -641,7 +700,7 @@ mod tests {
         remember(&root, site, ("link/c.txt", false), "link/c.txt", &f, &m, CT);
         for _ in 0..3 {
             let (hit, checked) = lookup_checked(&root, site, "link/c.txt");
-            assert!(hit.is_some());
+            assert!(hit.expect("cached").bytes.is_none());
             assert!(checked);
         }
     }

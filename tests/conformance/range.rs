@@ -291,3 +291,32 @@ fn partial_responses_keep_the_connection_in_sync() {
         c.assert_closed("after Connection: close");
     });
 }
+
+/// A small file asked for again is answered from the open-file cache (its bytes kept in memory
+/// while unchanged): whole, as single ranges and as multipart, the bytes are the file's.
+#[test]
+fn repeated_ranges_of_a_small_cached_file_are_exact() {
+    for_each_arch(|arch| {
+        let srv = Server::start(arch);
+        let a = crate::fixture::A_TXT.as_bytes();
+        let mut c = srv.connect();
+        for round in 0..3 {
+            c.send(&req("GET", "/a.txt", &[]));
+            let r = c.response();
+            assert_eq!(r.status, 200);
+            assert_eq!(r.body, a, "round {round}: whole file");
+            for (first, last) in [(0, 0), (6, 9), (a.len() - 5, a.len() - 1)] {
+                let range = format!("Range: bytes={first}-{last}");
+                c.send(&req("GET", "/a.txt", &[&range]));
+                let r = c.response();
+                assert_eq!(r.status, 206, "round {round}, {range}");
+                assert_eq!(r.body, &a[first..=last], "round {round}, {range}");
+            }
+            c.send(&req("GET", "/a.txt", &["Range: bytes=0-1,4-5"]));
+            let r = c.response();
+            assert_eq!(r.status, 206);
+            assert!(r.must("content-type").starts_with("multipart/byteranges"));
+            assert!(r.body_contains("He") && r.body_contains("o "));
+        }
+    });
+}
