@@ -485,7 +485,10 @@ fn chunked_responses_are_valid() {
     let bad = BadServer::start(Misbehave::Chunked);
     let (r, _) = load_json(&["-c", "2", "-n", "50", &bad.url()]);
     assert_eq!(n(&r, "/status/200"), 50, "{r}");
-    assert_eq!(n(&r, "/connects"), 2, "kept alive: {r}");
+    // Kept alive: no connection connects twice. (The second of the two may never connect: the
+    // first can take all 50 requests before the other thread starts.)
+    let connects = n(&r, "/connects");
+    assert!((1..=2).contains(&connects), "kept alive: {r}");
 }
 
 #[test]
