@@ -3,7 +3,7 @@
 use std::path::Path;
 
 /// The machine facts of the setup section.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Machine {
     pub host: String,
     pub cpus: usize,

@@ -176,13 +176,9 @@ pub fn summarize(samples: &[Sample]) -> Vec<PointSummary> {
 #[derive(Debug, Clone, Serialize)]
 pub struct Setup {
     pub date: String,
-    pub host: String,
-    pub cpus: usize,
-    pub cpu_model: String,
-    pub memory_mib: u64,
-    pub kernel: String,
-    /// 1-minute load average when the run started.
-    pub load_1m: f64,
+    /// Host, CPUs, memory, kernel, load average at the start (flattened into summary.json).
+    #[serde(flatten)]
+    pub machine: super::machine::Machine,
     pub archserve: String,
     /// "release" or "debug" (the build of the compare binary; the servers are the same binary
     /// unless --server-bin says otherwise).
@@ -394,11 +390,12 @@ fn idle_table(out: &mut String, points: &[PointSummary]) {
 /// report.md.
 pub fn markdown(setup: &Setup, points: &[PointSummary]) -> String {
     let p = &setup.params;
+    let m = &setup.machine;
     let mut out = String::new();
     let _ = writeln!(
         out,
         "# archserve compare: {} on {}\n",
-        setup.date, setup.host
+        setup.date, setup.machine.host
     );
     if setup.interrupted {
         out.push_str("**Interrupted**: the run was stopped before the end; what follows is what was measured.\n\n");
@@ -415,15 +412,15 @@ pub fn markdown(setup: &Setup, points: &[PointSummary]) -> String {
         "machine",
         format!(
             "{} CPUs ({}), {} MiB memory, Linux {}",
-            setup.cpus, setup.cpu_model, setup.memory_mib, setup.kernel
+            m.cpus, m.cpu_model, m.memory_mib, m.kernel
         ),
     );
     row(
         "load average at start",
         format!(
             "{} (1 min): other work competing for the {} CPUs",
-            num(setup.load_1m),
-            setup.cpus
+            num(m.load_1m),
+            m.cpus
         ),
     );
     row(

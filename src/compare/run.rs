@@ -147,12 +147,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<i32> {
     let samples = report::parse_csv(&text).map_err(anyhow::Error::msg)?;
     let setup = Setup {
         date: plan::today(),
-        host: m.host.clone(),
-        cpus: m.cpus,
-        cpu_model: m.cpu_model.clone(),
-        memory_mib: m.memory_mib,
-        kernel: m.kernel.clone(),
-        load_1m: m.load_1m,
+        machine: m.clone(),
         archserve: env!("CARGO_PKG_VERSION").to_string(),
         build: if cfg!(debug_assertions) {
             "debug"

@@ -269,7 +269,16 @@ impl Conn {
         if !inline_small_body(&mut reply)? {
             return Ok(false);
         }
-        self.stream.write_all(&reply.head)?;
+        let more = !matches!(reply.body, Body::Empty | Body::Bytes(_));
+        let mut off = 0;
+        while off < reply.head.len() {
+            match super::send(&self.stream, &reply.head[off..], more) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => off += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
         match reply.body {
             Body::Empty | Body::Bytes(_) => Ok(true),
             Body::File { file, parts, .. } => {

@@ -110,8 +110,9 @@ enum Wait {
 /// async,hybrid --tests rss` (10,000 idle connections): the future was 5,240 bytes (a 4 KiB
 /// linger buffer lived in it) and an idle connection cost 6,020 bytes of RSS; as a 512-byte
 /// future, 1,270; written flat, 384 bytes (tokio's task cell 512 instead of 640) and 1,152. The
-/// rest is tokio's I/O registration (256 bytes) and what glibc loses aligning both allocations
-/// to 128 bytes (with jemalloc preloaded: 790). `connection_task_stays_small` keeps it so.
+/// rest is tokio's I/O registration (256 bytes) and what the allocator loses aligning both
+/// allocations to 128 bytes (with mimalloc, see main.rs: 629-668). `connection_task_stays_small`
+/// keeps it so.
 pub fn serve<G: Send + 'static>(
     stream: TcpStream,
     shared: Arc<Shared>,
@@ -575,7 +576,8 @@ async fn write_rest(
     written: usize,
     wt: Duration,
 ) -> io::Result<bool> {
-    write_all(stream, &reply.head[written..], wt).await?;
+    let more = !matches!(reply.body, Body::Empty | Body::Bytes(_));
+    write_all_flags(stream, &reply.head[written..], wt, more).await?;
     match reply.body {
         Body::Empty | Body::Bytes(_) => Ok(true),
         Body::File { file, parts, .. } => {
@@ -597,9 +599,19 @@ async fn write_rest(
 /// Writes all of `bytes`, trying first and waiting for writability only when the socket is full
 /// (the common small reply costs one write syscall and no readiness future).
 async fn write_all(stream: &TcpStream, bytes: &[u8], wt: Duration) -> io::Result<()> {
+    write_all_flags(stream, bytes, wt, false).await
+}
+
+async fn write_all_flags(
+    stream: &TcpStream,
+    bytes: &[u8],
+    wt: Duration,
+    more: bool,
+) -> io::Result<()> {
     let mut off = 0;
     while off < bytes.len() {
-        match stream.try_write(&bytes[off..]) {
+        let rest = &bytes[off..];
+        match stream.try_io(Interest::WRITABLE, || super::send(stream, rest, more)) {
             Ok(n) => off += n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => writable(stream, wt).await?,
             Err(e) => return Err(e),

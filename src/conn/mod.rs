@@ -64,6 +64,15 @@ pub fn inline_small_body(reply: &mut Reply) -> std::io::Result<bool> {
     }
 }
 
+/// `send(2)` on a connection; `more`: a file body follows (MSG_MORE), so the head waits to
+/// leave in the same segments as the body's start instead of as a small segment of its own (as
+/// nginx's `tcp_nopush`, lighttpd's `TCP_CORK`). Measured on the 1 MiB file (`h2load --h1 -c4
+/// -n4000`, `async`): 1.8-2.8 GB/s without, 3.1-3.8 GB/s with.
+pub fn send(sock: &impl std::os::fd::AsFd, bytes: &[u8], more: bool) -> std::io::Result<usize> {
+    let flags = libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
+    socket2::SockRef::from(sock).send_with_flags(bytes, flags)
+}
+
 thread_local! {
     /// One Date cache per thread: formatting happens at most once a second per worker, and an
     /// idle connection holds no copy of it.

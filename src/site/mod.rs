@@ -165,8 +165,10 @@ impl Site {
             Err(Reject::Hidden) => return Plan::Reply(self.not_found(ctx, head_only)),
         };
         // A file this thread served for the same path, if the path still leads to it: one
-        // statx instead of openat2 + fstat + close per file opened (twice for `/`). Measured
-        // (h2load --h1 -c64, GET /): syscalls per request 9.0 -> 4.0; see the commit message.
+        // statx instead of openat2 + fstat + close per file opened (twice for `/`), and while
+        // inotify reports no change not even that, nor a read for a small file. Measured
+        // (h2load --h1 -c64, GET /): syscalls per request 9.0 -> 4.0 -> 3.0 (recvfrom, the
+        // watcher's ioctl, sendto); see docs/BENCHMARKS.md.
         if let Some(hit) = open_files::lookup(&self.root, self.id, &norm.rel, norm.dir_form) {
             let v = &hit.validators;
             return Plan::Reply(serve_file(
