@@ -245,7 +245,7 @@ def big_file(server, n):
 
 SYSCALLS = ["read", "recvfrom", "write", "writev", "sendto", "sendfile64", "openat", "openat2",
             "statx", "newfstatat", "fstat", "close", "pread64", "epoll_wait", "epoll_ctl",
-            "accept4", "setsockopt", "shutdown"]
+            "accept4", "setsockopt", "shutdown", "ioctl"]
 
 
 def perf_tracepoints():
@@ -261,12 +261,13 @@ def perf_tracepoints():
             if os.path.isdir(f"/sys/kernel/tracing/events/syscalls/sys_enter_{s}")]
 
 
-def syscalls(server, n):
-    """Syscalls per small-file keep-alive request over all the server's processes and threads:
+def syscalls(server, n, extra=()):
+    """Syscalls per small-file keep-alive request (with `extra` h2load arguments, e.g. a
+    `Connection: close` header: per connection) over all the server's processes and threads:
     `perf stat` on the syscall tracepoints (exact counts, little overhead) where it works, else
     `strace -c -f` (attached to every thread; it slows the server, the counts stay exact).
     Returns {"total": per request, "by_call": {name: per request}} or None."""
-    h2load(["-c64", "-n5000", server.url + "/"], 60)
+    h2load(["-c64", "-n5000", *extra, server.url + "/"], 60)
     pids = server.pids()
     events = perf_tracepoints()
     out = os.path.join(server.tmp, f"{server.name}.syscalls.txt")
@@ -282,7 +283,7 @@ def syscalls(server, n):
                 argv += ["-p", tid]
         tracer = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)
-    r = h2load(["-c64", f"-n{n}", server.url + "/"], 300)
+    r = h2load(["-c64", f"-n{n}", *extra, server.url + "/"], 300)
     time.sleep(0.3)
     tracer.send_signal(signal.SIGINT)
     try:
@@ -556,6 +557,8 @@ def run(args):
                     # takes 1000 / workers seconds: measured once, for the record.
                     if "sys" in tests and rep == 0:
                         r["syscalls"] = syscalls(server, args.sys_n)
+                        r["syscalls_close"] = syscalls(
+                            server, args.close_n, ["-H", "Connection: close"])
                     if "io" in tests and server.kind == "archserve" and (
                         rep == 0 or not server.blocking
                     ):
@@ -646,12 +649,13 @@ def table(servers, results, args):
     return "\n".join(lines)
 
 
-def syscall_table(servers, results):
-    """Markdown table of syscalls per keep-alive request, or "" when not measured."""
+def syscall_table(servers, results, key="syscalls"):
+    """Markdown table of syscalls per keep-alive request (`key` "syscalls_close": per
+    connection-per-request request), or "" when not measured."""
     rows = []
     tool = None
     for s in servers:
-        sc = results[s.name]["median"].get("syscalls")
+        sc = results[s.name]["median"].get(key)
         if not sc:
             continue
         tool = sc["tool"]
@@ -770,6 +774,11 @@ def report(servers, results, args, secs):
     if sys_table:
         out.append(f"Syscalls per small-file keep-alive request (`--tests sys`, -n{args.sys_n}):\n")
         out.append(sys_table)
+    sys_table = syscall_table(servers, results, "syscalls_close")
+    if sys_table:
+        out.append("Syscalls per connection-per-request request (`--tests sys`, "
+                   f"-n{args.close_n}, `Connection: close`):\n")
+        out.append(sys_table)
     out.append("What each column is:\n")
     out.append(
         f"- **keep-alive**: `h2load --h1 -c64 -n{args.ka_n} URL/` (after a 5,000-request warm-up) "
@@ -887,9 +896,10 @@ def main():
     print()
     print(table(servers, results, args))
     print()
-    sys_table = syscall_table(servers, results)
-    if sys_table:
-        print(sys_table)
+    for key in ("syscalls", "syscalls_close"):
+        sys_table = syscall_table(servers, results, key)
+        if sys_table:
+            print(sys_table)
     for name, text, shown, met in targets(results):
         verdict = "not measured" if met is None else ("met" if met else "NOT MET")
         print(f"{name:7} {text:52} {shown:32} {verdict}")
