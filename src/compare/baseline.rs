@@ -102,7 +102,7 @@ master_process on;
 pid {pid};
 error_log {err} warn;
 {user}worker_rlimit_nofile 20000;
-events {{ worker_connections 10000; }}
+events {{ worker_connections 16384; }}
 http {{
     access_log off;
     client_body_temp_path {body};
@@ -140,8 +140,8 @@ server.document-root = {root}
 server.bind = \"{ip}\"
 server.port = {port}
 server.errorlog = {err}
-server.max-fds = 16384
-server.max-connections = 8000
+server.max-fds = 20000
+server.max-connections = 16384
 server.max-keep-alive-requests = 1000
 server.max-keep-alive-idle = 75
 server.network-backend = \"sendfile\"

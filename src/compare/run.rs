@@ -299,6 +299,8 @@ struct Running {
     addr: SocketAddr,
     log: PathBuf,
     stopped: bool,
+    /// archserve (must exit 0 on SIGTERM), not a baseline (lighttpd exits 1 on SIGTERM).
+    ours: bool,
 }
 
 impl Running {
@@ -370,6 +372,7 @@ impl Running {
             addr: known.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
             log,
             stopped: false,
+            ours: matches!(spec.kind, Kind::Arch(_)),
         };
         // The first stdout line (ours: "Server listening on ADDR"); the rest is drained so the
         // server never blocks on a full pipe.
@@ -467,7 +470,7 @@ impl Running {
         };
         let _ = killpg(self.pid, Signal::SIGKILL);
         live().retain(|&p| p != self.pid);
-        if let Some(s) = status.filter(|s| !s.success()) {
+        if let Some(s) = status.filter(|s| !s.success() && self.ours) {
             say(bar, &format!("{} exited with {s} when stopped", self.name));
         }
     }
@@ -522,11 +525,9 @@ fn stat_pgrp(stat: &str) -> Option<i32> {
 /// Lifts the soft limit on open files to the hard one: the idle workload holds thousands of
 /// sockets (and the servers, which inherit it, as many).
 fn raise_fd_limit(want: u64) {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        if soft < hard {
-            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
-        }
+    use nix::sys::resource::{getrlimit, Resource};
+    crate::config::raise_nofile_limit();
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
         if hard < want {
             eprintln!(
                 "warning: at most {hard} open files: the idle workload may not open all its connections"
