@@ -483,11 +483,12 @@ fn serve_file(
     if let (Some(bytes), [Part::File { offset, len }], false) = (bytes, &parts[..], head_only) {
         let range = *offset as usize..(*offset + *len) as usize;
         if let Some(body) = bytes.get(range) {
-            head.extend_from_slice(body);
+            // A copy (not appended to the head here): the access log takes the body's length
+            // from the reply, and the connection loop appends small bodies to the head anyway.
             return Reply {
                 status,
                 head,
-                body: Body::Empty,
+                body: Body::Bytes(body.to_vec()),
                 close: !ctx.keep_alive,
             };
         }

@@ -19,7 +19,8 @@
 //!   change a file or the meaning of its path (write, truncate, chmod, chown, utimes, unlink,
 //!   rename of the file or of any directory on its path, an entry created in one of them)
 //!   queues an inotify event before that system call returns, any event makes every entry
-//!   `statx` again, and the queue is looked at after the request was read. Paths through a
+//!   watch its path again as it is now and `statx` again, and the queue is looked at after the
+//!   request was read. Paths through a
 //!   symlink are not watched (the target's directories are elsewhere): they always `statx`.
 //!   What inotify cannot see (writes through a shared `mmap`, changes by another NFS client, a
 //!   mount over a directory of the path) is seen within a second.
@@ -134,9 +135,12 @@ struct Entry {
     /// `None` when they could not all be set (or the path passes a symlink): then every use
     /// `statx`es.
     watches: Option<Box<[i32]>>,
-    /// The last `statx` that confirmed the entry: the watcher's change count before it, when
-    /// (coarse monotonic nanoseconds), and what it found.
-    confirmed: Option<(u64, i64, FileInfo)>,
+    /// The watcher's change count read just before the watches were placed: while it is still
+    /// the count, nothing on the path has changed since. `None`: place them again first.
+    armed: Option<u64>,
+    /// The last `statx` that confirmed the entry while armed: when (coarse monotonic
+    /// nanoseconds) and what it found.
+    confirmed: Option<(i64, FileInfo)>,
     /// The file's content, read after that `statx` (so dropped with it), for files of at most
     /// [`BYTES`].
     bytes: Option<Arc<[u8]>>,
@@ -184,20 +188,27 @@ const DIR_EVENTS: u32 = libc::IN_CREATE
 /// (perf, cpu-clock): the `statx` was 14% of the server's CPU time (976 ns in a loop here), the
 /// check that replaces it is one `ioctl(FIONREAD)` (about 300 ns).
 ///
-/// Events are not interpreted: any event means "something changed", and every entry of every
-/// thread is confirmed again by a `statx` on its next use. So nothing is lost if the queue
-/// overflows, and the bookkeeping stays a count per watch (watches are shared by entries).
-/// Created in the process that serves (a forked worker makes its own: the supervisor never
-/// looks files up).
+/// Events are hardly interpreted: any event but the removal of a watch we dropped means
+/// "something changed", and every entry of every thread then places its watches again on its
+/// path as it is now (a directory may have been swapped for a copy holding the same file) and is
+/// confirmed by a `statx` on its next use. So nothing is lost if the queue overflows, and the
+/// bookkeeping stays a count per watch (watches are shared by entries). Created in the process
+/// that serves (a forked worker makes its own: the supervisor never looks files up).
 #[derive(Debug)]
 struct Watcher {
     fd: OwnedFd,
-    /// Entries using each watch descriptor; removed at zero. Taken only on misses and evictions.
+    /// Entries using each watch descriptor; removed at zero. Taken only on misses, evictions
+    /// and changes, and held across `inotify_add_watch` (which returns the descriptor of an
+    /// existing watch for the same inode: it must not be removed meanwhile).
     refs: Mutex<HashMap<i32, u32>>,
+    /// One thread at a time reads events away (see [`CHANGES`]).
+    drain: Mutex<()>,
 }
 
-/// Incremented before the events are read away: a thread that finds the queue empty (read by
-/// another thread) then sees the new count, never the old one with the events gone.
+/// The change count: even while no thread is reading events away, odd while one is. Made odd
+/// before the events are read, so a thread that finds the queue empty because another thread is
+/// reading it sees an odd count (and trusts nothing), and even again after, one higher if any
+/// event was a change (a thread that finds the queue emptied then sees the new count).
 static CHANGES: AtomicU64 = AtomicU64::new(0);
 static WATCHER: OnceLock<Option<Watcher>> = OnceLock::new();
 
@@ -220,40 +231,53 @@ impl Watcher {
             // SAFETY: a fresh descriptor owned by nobody else.
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
             refs: Mutex::new(HashMap::new()),
+            drain: Mutex::new(()),
         })
     }
 
-    /// The change count, after taking in whatever the kernel has queued. One system call when
-    /// nothing changed.
-    fn changes(&self) -> u64 {
+    /// The change count, after taking in whatever the kernel has queued; `None` while another
+    /// thread is reading events (nothing may be trusted then). One system call when nothing
+    /// changed.
+    fn changes(&self) -> Option<u64> {
         let mut pending: libc::c_int = 0;
         // SAFETY: FIONREAD writes one int.
         let r = unsafe { libc::ioctl(self.fd.as_raw_fd(), libc::FIONREAD, &mut pending) };
         if r != 0 || pending > 0 {
+            let _one = self.drain.lock().unwrap_or_else(|e| e.into_inner());
             CHANGES.fetch_add(1, Ordering::SeqCst);
+            let mut changed = r != 0;
             let mut buf = [0u8; 4096];
-            // SAFETY: reads into a buffer we own; stops at EAGAIN (non-blocking) or any error.
-            while unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } > 0
-            {
+            loop {
+                // SAFETY: reads into a buffer we own (non-blocking: EAGAIN once it is empty).
+                let n =
+                    unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+                if n <= 0 {
+                    let e = std::io::Error::last_os_error();
+                    changed |= n < 0 && e.kind() != std::io::ErrorKind::WouldBlock;
+                    break;
+                }
+                changed |= !only_dropped_watches(&buf[..n as usize]);
+            }
+            if changed {
+                CHANGES.fetch_add(1, Ordering::SeqCst);
+            } else {
+                CHANGES.fetch_sub(1, Ordering::SeqCst);
             }
         }
-        CHANGES.load(Ordering::SeqCst)
+        let count = CHANGES.load(Ordering::SeqCst);
+        count.is_multiple_of(2).then_some(count)
     }
 
     /// Watches `path` for `mask`, counting one more user of the watch.
     fn watch(&self, path: &str, mask: u32) -> Option<i32> {
         let c = CString::new(path).ok()?;
+        let mut refs = self.refs.lock().unwrap_or_else(|e| e.into_inner());
         // SAFETY: a NUL-terminated path; the result is checked.
         let wd = unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), c.as_ptr(), mask) };
         if wd < 0 {
             return None;
         }
-        *self
-            .refs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(wd)
-            .or_insert(0) += 1;
+        *refs.entry(wd).or_insert(0) += 1;
         Some(wd)
     }
 
@@ -303,6 +327,25 @@ impl Watcher {
     }
 }
 
+/// True if `events` (whole `struct inotify_event`s) only say that watches were removed
+/// (`IN_IGNORED`): what `inotify_rm_watch` of an evicted entry's watches causes. A watch the
+/// kernel drops itself (file deleted, file system unmounted) comes after an event of its own.
+fn only_dropped_watches(events: &[u8]) -> bool {
+    const HEAD: usize = 16; // wd, mask, cookie, len: four 32-bit fields, then len name bytes
+    let mut at = 0;
+    while at + HEAD <= events.len() {
+        let field = |i: usize| {
+            let b = &events[at + 4 * i..at + 4 * i + 4];
+            u32::from_ne_bytes([b[0], b[1], b[2], b[3]])
+        };
+        if field(1) & libc::IN_IGNORED == 0 {
+            return false;
+        }
+        at += HEAD + field(3) as usize;
+    }
+    at == events.len()
+}
+
 /// CLOCK_MONOTONIC_COARSE in nanoseconds: read from the vDSO without a system call, to a few
 /// milliseconds, which is all [`TRUST_NS`] needs.
 fn coarse_now() -> i64 {
@@ -348,21 +391,38 @@ pub fn lookup(root: &Root, site: u64, rel: &str, dir_form: bool) -> Option<Hit> 
             &mut cache.files
         };
         let entry = map.get_mut(rel)?;
-        // Taken before the statx below, so a change after it shows as a new count next time.
-        let changes = match entry.watches {
-            Some(_) => watcher().map(Watcher::changes),
-            None => None,
-        };
         let now = coarse_now();
-        let trusted = match (changes, entry.confirmed) {
-            (Some(c), Some((at, when, info))) if c == at && now - when < TRUST_NS => Some(info),
+        // Whether the watches still stand for the path (the count is taken before the statx
+        // below, so a change after it shows as a new count next time).
+        let armed = match (&entry.watches, watcher()) {
+            (Some(_), Some(w)) => match w.changes() {
+                Some(count) if entry.armed == Some(count) => true,
+                Some(count) => {
+                    // Something changed: watch the path as it is now, then statx.
+                    entry.confirmed = None;
+                    entry.bytes = None;
+                    let old = entry.watches.take();
+                    let path = entry.path.to_str().unwrap_or_default();
+                    entry.watches = w.watch_entry(root, path, &entry.file);
+                    entry.armed = Some(count);
+                    if let Some(old) = old {
+                        w.release(&old);
+                    }
+                    entry.watches.is_some()
+                }
+                None => false,
+            },
+            _ => false,
+        };
+        let trusted = match entry.confirmed {
+            Some((when, info)) if armed && now - when < TRUST_NS => Some(info),
             _ => None,
         };
         let info = match trusted {
             Some(info) => info,
             None => match statx(root, &entry.path) {
                 Ok((id, info)) if id == entry.id => {
-                    entry.confirmed = changes.map(|c| (c, now, info));
+                    entry.confirmed = armed.then_some((now, info));
                     entry.bytes = None;
                     info
                 }
@@ -411,10 +471,18 @@ pub fn remember(
         return;
     };
     CACHED.fetch_add(1, Ordering::Relaxed);
-    let watches = watcher().and_then(|w| w.watch_entry(root, path, file));
+    // The count before the watches are placed: an event from then on re-arms them.
+    let (watches, armed) = match watcher() {
+        Some(w) => {
+            let armed = w.changes();
+            (w.watch_entry(root, path, file), armed)
+        }
+        None => (None, None),
+    };
     let entry = Entry {
         path: cpath,
         watches,
+        armed,
         confirmed: None,
         bytes: None,
         file: Arc::clone(file),
@@ -668,6 +736,54 @@ mod tests {
         let (hit, checked) = lookup_checked(&root, site, "a/b/c.txt");
         assert!(checked);
         assert_ne!(hit.unwrap().info.modified, first.modified);
+    }
+
+    #[test]
+    fn watches_follow_a_directory_swapped_for_a_copy_of_it() {
+        // `mv a a_old; cp -al a_old a` (what rsync --link-dest does): the path leads to the same
+        // file, so the entry stays, but from then on the new directory must be the one watched.
+        let (dir, root, site) = setup();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("a/b")).unwrap();
+        std::fs::write(d.join("a/b/c.txt"), "one").unwrap();
+        let (f, m) = open(&root, "a/b/c.txt");
+        remember(&root, site, ("a/b/c.txt", false), "a/b/c.txt", &f, &m, CT);
+        assert!(trusted_soon(&root, site, "a/b/c.txt"));
+        std::fs::rename(d.join("a"), d.join("a_old")).unwrap();
+        std::fs::create_dir_all(d.join("a/b")).unwrap();
+        std::fs::hard_link(d.join("a_old/b/c.txt"), d.join("a/b/c.txt")).unwrap();
+        let (hit, checked) = lookup_checked(&root, site, "a/b/c.txt");
+        assert!(checked && hit.is_some(), "same file, checked again");
+        assert!(trusted_soon(&root, site, "a/b/c.txt"));
+        // The new `a/b` moved aside (the file's own links untouched) and another put in its
+        // place: only a watch on the new `a` sees it.
+        std::fs::rename(d.join("a/b"), d.join("a/b_old")).unwrap();
+        std::fs::create_dir(d.join("a/b")).unwrap();
+        std::fs::write(d.join("a/b/c.txt"), "two").unwrap();
+        assert!(lookup(&root, site, "a/b/c.txt", false).is_none());
+    }
+
+    #[test]
+    fn removed_watches_are_not_changes() {
+        let event = |mask: u32, name_len: u32| {
+            let mut e = Vec::new();
+            for field in [1u32, mask, 0, name_len] {
+                e.extend_from_slice(&field.to_ne_bytes());
+            }
+            e.resize(16 + name_len as usize, 0);
+            e
+        };
+        let ignored = event(libc::IN_IGNORED, 0);
+        let modified = event(libc::IN_MODIFY, 0);
+        let created = event(libc::IN_CREATE, 16);
+        assert!(only_dropped_watches(&ignored));
+        assert!(only_dropped_watches(
+            &[ignored.clone(), ignored.clone()].concat()
+        ));
+        assert!(!only_dropped_watches(&[ignored.clone(), modified].concat()));
+        assert!(!only_dropped_watches(&[created, ignored.clone()].concat()));
+        // Cut short: not understood, so a change.
+        assert!(!only_dropped_watches(&ignored[..10]));
     }
 
     #[test]

@@ -28,6 +28,13 @@ fn access_log_is_in_combined_log_format() {
             ],
         ));
         assert_eq!(ok.status, 200);
+        // Asked again on one connection: answered from the open-file cache, logged the same.
+        let mut again = srv.connect();
+        for _ in 0..2 {
+            again.send(&req("GET", "/a.txt", &[]));
+            assert_eq!(again.response().status, 200);
+        }
+        drop(again);
         assert_eq!(srv.get("/missing").status, 404);
         let mut c = srv.connect();
         c.send(b"GET / HTTP/2.0\r\nHost: x\r\n\r\n");
@@ -41,11 +48,17 @@ fn access_log_is_in_combined_log_format() {
         let text = std::fs::read_to_string(&log).unwrap();
         let mut lines: Vec<&str> = text.lines().collect();
         lines.sort(); // workers may flush in any order
-        assert_eq!(lines.len(), 3, "{text}");
+        assert_eq!(lines.len(), 5, "{text}");
         let a_len = crate::fixture::A_TXT.len();
+        let cached = format!("\"GET /a.txt HTTP/1.1\" 200 {a_len} ");
+        assert_eq!(
+            lines.iter().filter(|l| l.contains(&cached)).count(),
+            2,
+            "{text}"
+        );
         let a = lines
             .iter()
-            .find(|l| l.contains("/a.txt"))
+            .find(|l| l.contains("/a.txt?x=1"))
             .unwrap_or_else(|| panic!("{text}"));
         assert!(a.starts_with("127.0.0.1 - - ["), "{a}");
         assert!(
