@@ -303,12 +303,18 @@ impl Site {
 }
 
 /// Maps a file-system error to a status: absent (or outside the root) is 404, unreadable 403.
+/// The status for a file that could not be opened. Out of descriptors or memory is the
+/// server's momentary state, not the file's: 503, so a client may try again (near the
+/// connection cap, connections that each stream a different file hold two descriptors).
 fn io_status(e: &io::Error) -> u16 {
     match e.kind() {
         io::ErrorKind::PermissionDenied => 403,
         io::ErrorKind::NotFound => 404,
         _ => match e.raw_os_error() {
             Some(libc::ENOTDIR) | Some(libc::ELOOP) | Some(libc::ENAMETOOLONG) => 404,
+            Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOMEM) | Some(libc::ENOBUFS) => {
+                503
+            }
             _ => 500,
         },
     }
@@ -541,4 +547,23 @@ fn boundary(etag: &str, range: &str) -> String {
         h = h.wrapping_mul(0x100000001b3);
     }
     format!("archserve-{h:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_failures_map_to_statuses() {
+        let os = |code| io_status(&io::Error::from_raw_os_error(code));
+        assert_eq!(os(libc::EACCES), 403);
+        assert_eq!(os(libc::ENOENT), 404);
+        assert_eq!(os(libc::ENOTDIR), 404);
+        assert_eq!(os(libc::ELOOP), 404);
+        // The server's own momentary shortage: try again.
+        assert_eq!(os(libc::EMFILE), 503);
+        assert_eq!(os(libc::ENFILE), 503);
+        assert_eq!(os(libc::ENOMEM), 503);
+        assert_eq!(os(libc::EIO), 500);
+    }
 }
