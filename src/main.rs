@@ -70,7 +70,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 /// mimalloc instead of glibc's malloc: an idle keep-alive connection is two 128-byte-aligned
 /// allocations (tokio's task cell and I/O registration), and glibc's `memalign` leaves pieces
 /// around each that nothing reuses. 10,000 idle connections cost 1,131 B each with glibc and
-/// 813 B with mimalloc (`scripts/bench-servers --servers hybrid --tests rss`); CPU per
-/// keep-alive request did not change measurably.
+/// 629 (`async`) to 812 B (`hybrid`) with mimalloc (`scripts/bench-servers --tests rss`); CPU
+/// per keep-alive request did not change measurably.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -3,8 +3,7 @@
 //! CPU work (`/cpu`) runs on the loop and every other client waits behind it.
 use std::io;
 
-use super::{evented_shared, Arch, Server, Workers, EVENTED_IDLE};
-use crate::conn::evented::accept_until_stopped;
+use super::{serve_evented, Arch, Server, Workers, EVENTED_IDLE};
 
 pub const ARCH: Arch = Arch {
     name: "async",
@@ -26,11 +25,5 @@ fn run(server: Server) -> io::Result<()> {
         .enable_all()
         .build()?;
     super::announce_worker(listener.local_addr()?);
-    let shared = evented_shared(&config, site);
-    runtime.block_on(accept_until_stopped(
-        listener,
-        shared,
-        signals,
-        config.grace,
-    ))
+    serve_evented(&runtime, listener, &config, site, signals)
 }

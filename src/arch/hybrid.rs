@@ -5,9 +5,8 @@
 use std::io;
 use std::net::TcpListener;
 
-use super::{evented_shared, supervisor, Arch, Server, Workers, EVENTED_IDLE};
+use super::{serve_evented, supervisor, Arch, Server, Workers, EVENTED_IDLE};
 use crate::config::Config;
-use crate::conn::evented::accept_until_stopped;
 use crate::shutdown::Signals;
 use crate::site::Site;
 
@@ -33,13 +32,7 @@ fn worker(listener: TcpListener, config: &Config, site: &Site, signals: Signals)
             .enable_all()
             .build()?;
         super::announce_worker(listener.local_addr()?);
-        let shared = evented_shared(config, site.try_clone()?);
-        runtime.block_on(accept_until_stopped(
-            listener,
-            shared,
-            signals,
-            config.grace,
-        ))
+        serve_evented(&runtime, listener, config, site.try_clone()?, signals)
     })();
     match result {
         Ok(()) => 0,

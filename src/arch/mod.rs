@@ -110,9 +110,23 @@ pub fn say(line: std::fmt::Arguments) {
     let _ = out.flush();
 }
 
-/// Builds the state the evented loops share.
-pub fn evented_shared(config: &Config, site: Site) -> std::sync::Arc<crate::conn::evented::Shared> {
-    std::sync::Arc::new(crate::conn::evented::Shared::new(site, config.conn))
+/// Serves `listener` with the evented connection loop on `runtime` until SIGINT/SIGTERM (what
+/// `async`, `work-stealing` and each `hybrid` worker run once their runtime is built).
+pub fn serve_evented(
+    runtime: &tokio::runtime::Runtime,
+    listener: std::net::TcpListener,
+    config: &Config,
+    site: Site,
+    signals: Signals,
+) -> io::Result<()> {
+    use crate::conn::evented::{accept_until_stopped, Shared};
+    let shared = std::sync::Arc::new(Shared::new(site, config.conn));
+    runtime.block_on(accept_until_stopped(
+        listener,
+        shared,
+        signals,
+        config.grace,
+    ))
 }
 
 #[cfg(test)]

@@ -3,8 +3,7 @@
 //! between threads, so shared state needs atomics and the scheduler pays for that balance.
 use std::io;
 
-use super::{evented_shared, Arch, Server, Workers, EVENTED_IDLE};
-use crate::conn::evented::accept_until_stopped;
+use super::{serve_evented, Arch, Server, Workers, EVENTED_IDLE};
 
 pub const ARCH: Arch = Arch {
     name: "work-stealing",
@@ -30,11 +29,5 @@ fn run(server: Server) -> io::Result<()> {
         .on_thread_start(move || super::announce_worker(addr))
         .enable_all()
         .build()?;
-    let shared = evented_shared(&config, site);
-    runtime.block_on(accept_until_stopped(
-        listener,
-        shared,
-        signals,
-        config.grace,
-    ))
+    serve_evented(&runtime, listener, &config, site, signals)
 }

@@ -269,7 +269,7 @@ impl Conn {
         if !inline_small_body(&mut reply)? {
             return Ok(false);
         }
-        let more = !matches!(reply.body, Body::Empty | Body::Bytes(_));
+        let more = matches!(reply.body, Body::File { .. });
         let mut off = 0;
         while off < reply.head.len() {
             match super::send(&self.stream, &reply.head[off..], more) {

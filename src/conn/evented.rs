@@ -111,7 +111,7 @@ enum Wait {
 /// linger buffer lived in it) and an idle connection cost 6,020 bytes of RSS; as a 512-byte
 /// future, 1,270; written flat, 384 bytes (tokio's task cell 512 instead of 640) and 1,152. The
 /// rest is tokio's I/O registration (256 bytes) and what the allocator loses aligning both
-/// allocations to 128 bytes (with mimalloc, see main.rs: 629-668). `connection_task_stays_small`
+/// allocations to 128 bytes (with mimalloc, see main.rs: 629-812). `connection_task_stays_small`
 /// keeps it so.
 pub fn serve<G: Send + 'static>(
     stream: TcpStream,
@@ -576,14 +576,14 @@ async fn write_rest(
     written: usize,
     wt: Duration,
 ) -> io::Result<bool> {
-    let more = !matches!(reply.body, Body::Empty | Body::Bytes(_));
-    write_all_flags(stream, &reply.head[written..], wt, more).await?;
+    let more = matches!(reply.body, Body::File { .. });
+    write_all(stream, &reply.head[written..], wt, more).await?;
     match reply.body {
         Body::Empty | Body::Bytes(_) => Ok(true),
         Body::File { file, parts, .. } => {
             for part in parts {
                 match part {
-                    Part::Bytes(b) => write_all(stream, &b, wt).await?,
+                    Part::Bytes(b) => write_all(stream, &b, wt, false).await?,
                     Part::File { offset, len } => {
                         if !send_file(stream, &file, offset, len, wt).await? {
                             return Ok(false);
@@ -597,17 +597,9 @@ async fn write_rest(
 }
 
 /// Writes all of `bytes`, trying first and waiting for writability only when the socket is full
-/// (the common small reply costs one write syscall and no readiness future).
-async fn write_all(stream: &TcpStream, bytes: &[u8], wt: Duration) -> io::Result<()> {
-    write_all_flags(stream, bytes, wt, false).await
-}
-
-async fn write_all_flags(
-    stream: &TcpStream,
-    bytes: &[u8],
-    wt: Duration,
-    more: bool,
-) -> io::Result<()> {
+/// (the common small reply costs one write syscall and no readiness future). `more`: a file body
+/// follows (see [`super::send`]).
+async fn write_all(stream: &TcpStream, bytes: &[u8], wt: Duration, more: bool) -> io::Result<()> {
     let mut off = 0;
     while off < bytes.len() {
         let rest = &bytes[off..];

@@ -303,9 +303,9 @@ impl Site {
 }
 
 /// Maps a file-system error to a status: absent (or outside the root) is 404, unreadable 403.
-/// The status for a file that could not be opened. Out of descriptors or memory is the
-/// server's momentary state, not the file's: 503, so a client may try again (near the
-/// connection cap, connections that each stream a different file hold two descriptors).
+/// Out of descriptors or memory is the server's momentary state, not the file's: 503, so a
+/// client may try again (near the connection cap, connections that each stream a different file
+/// hold two descriptors).
 fn io_status(e: &io::Error) -> u16 {
     match e.kind() {
         io::ErrorKind::PermissionDenied => 403,
