@@ -49,14 +49,10 @@ pub fn inline_small_body(reply: &mut Reply) -> std::io::Result<bool> {
             }
             let start = reply.head.len();
             reply.head.resize(start + *part as usize, 0);
-            let mut filled = 0;
-            while filled < *part as usize {
-                match file.read_at(&mut reply.head[start + filled..], offset + filled as u64) {
-                    Ok(0) => return Ok(false),
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
+            match file.read_exact_at(&mut reply.head[start..], *offset) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
+                Err(e) => return Err(e),
             }
             reply.body = Body::Empty;
             Ok(true)

@@ -528,24 +528,14 @@ pub fn remember(
     });
 }
 
-/// The `len` bytes of `file`, if it has exactly that many now.
+/// The first `len` bytes of `file` (the length its `statx` gave, which the reply promises), or
+/// `None` if it has fewer now. (Had it grown meanwhile, an event is on its way and the bytes are
+/// read again on the next use.)
 fn read_whole(file: &File, len: u64) -> Option<Arc<[u8]>> {
     use std::os::unix::fs::FileExt;
-    let mut buf = vec![0u8; len as usize + 1];
-    let mut filled = 0;
-    loop {
-        match file.read_at(&mut buf[filled..], filled as u64) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return None,
-        }
-        if filled == buf.len() {
-            // Longer than the statx said: changed meanwhile, and an event is on its way.
-            return None;
-        }
-    }
-    (filled as u64 == len).then(|| Arc::from(&buf[..filled]))
+    let mut buf = vec![0u8; len as usize];
+    file.read_exact_at(&mut buf, 0).ok()?;
+    Some(buf.into())
 }
 
 /// `statx` of `path` beneath the root's directory, following symlinks as the open did.
