@@ -109,6 +109,10 @@ pub struct ServeArgs {
     /// shared socket.
     #[arg(long)]
     pub reuseport: bool,
+    /// Hand a connection to a worker as soon as the handshake is done, not when its request
+    /// arrives (TCP_DEFER_ACCEPT is on by default, as nginx's `listen ... deferred`).
+    #[arg(long)]
+    pub no_defer_accept: bool,
 }
 
 /// A positive number of seconds, fractions allowed (`0.5`), at most a day.
@@ -164,8 +168,11 @@ impl ServeArgs {
                 ..ConnLimits::default()
             },
             grace: self.grace,
-            backlog: self.backlog as i32,
-            reuseport: self.reuseport,
+            listen: crate::listener::Listen {
+                backlog: self.backlog as i32,
+                reuseport: self.reuseport,
+                defer_accept: !self.no_defer_accept,
+            },
         })
     }
 }

@@ -100,8 +100,6 @@ pub struct Config {
     pub conn: ConnLimits,
     /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
     pub grace: Duration,
-    /// Listen backlog.
-    pub backlog: i32,
-    /// A listening socket per worker process (SO_REUSEPORT) instead of one shared socket.
-    pub reuseport: bool,
+    /// Backlog, SO_REUSEPORT and TCP_DEFER_ACCEPT of the listening socket(s).
+    pub listen: crate::listener::Listen,
 }

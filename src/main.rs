@@ -46,7 +46,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         archserve::access_log::open(path)
             .with_context(|| format!("access log {}", path.display()))?;
     }
-    let listener = archserve::listener::bind(config.addr, config.backlog, config.reuseport)
+    let listener = archserve::listener::bind(config.addr, config.listen)
         .with_context(|| format!("cannot listen on {}", config.addr))?;
     arch::say(format_args!(
         "Server listening on {}",

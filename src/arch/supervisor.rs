@@ -54,10 +54,10 @@ pub fn run(server: Server, worker: WorkerFn) -> io::Result<()> {
     // one SO_REUSEPORT group, bound now; a replacement worker takes over its slot's socket, so
     // connections queued there while the slot was empty are served, not lost.
     let mut listeners = vec![listener];
-    if config.reuseport {
+    if config.listen.reuseport {
         let addr = listeners[0].local_addr()?;
         for _ in 1..config.workers {
-            listeners.push(crate::listener::bind(addr, config.backlog, true)?);
+            listeners.push(crate::listener::bind(addr, config.listen)?);
         }
     }
     let master = Master {

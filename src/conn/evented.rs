@@ -113,10 +113,16 @@ enum Wait {
 /// rest is tokio's I/O registration (256 bytes) and what the allocator loses aligning both
 /// allocations to 128 bytes (with mimalloc, see main.rs: 629-812). `connection_task_stays_small`
 /// keeps it so.
+///
+/// `read_at_once`: the connection came from a listener with TCP_DEFER_ACCEPT, so its request is
+/// most likely there already: the first read is tried before waiting for readiness (which the
+/// reactor would report only on its next turn). An empty read (a connection that came in through a
+/// SYN cookie, or one the kernel gave up deferring) just waits as usual.
 pub fn serve<G: Send + 'static>(
     stream: TcpStream,
     shared: Arc<Shared>,
     guard: G,
+    read_at_once: bool,
 ) -> impl Future<Output = ()> + Send {
     /// `?` for this block, which must not nest a future of its own to have one: logs the error
     /// and ends the connection.
@@ -140,6 +146,7 @@ pub fn serve<G: Send + 'static>(
         let mut buf: Vec<u8> = Vec::new();
         let mut served: u64 = 0;
         let mut idle_since = Instant::now();
+        let mut read_at_once = read_at_once;
         loop {
             // 1. A complete request head.
             let req = {
@@ -169,6 +176,19 @@ pub fn serve<G: Send + 'static>(
                         let reply = with_date(|date| shared.site.refuse(status, date));
                         or_end!(Box::pin(refuse(&stream, reply, &shared.limits)).await);
                         return;
+                    }
+                    // A new connection from a deferring listener: its request is most likely
+                    // there already (see `read_at_once` above).
+                    if std::mem::take(&mut read_at_once) {
+                        match or_end!(read_fresh(&stream, &shared.limits, &mut buf, true)) {
+                            Fresh::Request(req) => break req,
+                            Fresh::Refuse | Fresh::Stale => continue,
+                            Fresh::Read(0) => return,
+                            Fresh::Read(_) => {
+                                head_start = Some(idle_since);
+                                continue;
+                            }
+                        }
                     }
                     let deadline = match head_start {
                         None if served == 0 => idle_since + shared.limits.header_timeout,
@@ -710,6 +730,7 @@ pub async fn accept_until_stopped(
 ) -> io::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     listener.set_nonblocking(true)?;
+    let deferred = crate::listener::defers_accept(&listener);
     // SAFETY: the AsyncFd owns the listener, which nothing closes or replaces while registered.
     let listener = unsafe { AsyncFd::register_with_interest(listener, Interest::READABLE)? };
     // Register tokio's handlers, and only then let the signals through.
@@ -738,7 +759,7 @@ pub async fn accept_until_stopped(
                 Ok(stream) => {
                     // Counted now, not when the task first runs, so the cap check above sees it.
                     let guard = Active::new(&shared);
-                    tokio::spawn(serve(stream, Arc::clone(&shared), guard));
+                    tokio::spawn(serve(stream, Arc::clone(&shared), guard, deferred));
                 }
                 Err(e) => tokio::time::sleep(crate::listener::accept_backoff(&e)).await,
             },
@@ -791,7 +812,7 @@ mod tests {
                 .unwrap();
             let dir = std::env::temp_dir();
             let shared = Arc::new(Shared::new(Site::new(&dir).unwrap(), ConnLimits::default()));
-            let task = serve(stream, shared, ());
+            let task = serve(stream, shared, (), true);
             let size = std::mem::size_of_val(&task);
             assert!(size <= 400, "the connection task grew to {size} bytes");
         });

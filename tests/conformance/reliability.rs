@@ -316,3 +316,48 @@ fn descriptor_exhaustion_backs_off_and_recovers() {
         );
     });
 }
+
+#[test]
+fn a_connection_that_sends_nothing_holds_no_worker() {
+    // Deferred accept (the default): the kernel keeps a connection that has sent nothing away
+    // from accept(), so a blocking architecture's only worker is not stuck reading it for the
+    // whole header timeout; the next client's request is answered at once, not after 60 s.
+    for_each_arch(|arch| {
+        let srv = Server::start_with(arch, &["-w", "1", "--header-timeout", "60"]);
+        let _silent = srv.connect();
+        let mut c = srv.connect();
+        let request = req("GET", "/a.txt", &[]);
+        c.send(&request);
+        let r = c.response_for(&request);
+        assert_eq!(r.status, 200);
+    });
+}
+
+#[test]
+fn a_request_sent_after_the_deferral_ran_out_is_answered() {
+    // After a second the kernel hands over a connection that has still sent nothing (as it
+    // does any connection that came in through a SYN cookie): it is read when its bytes come,
+    // and the header timeout (3 s here) runs from the accept.
+    for_each_arch(|arch| {
+        let srv = Server::start_with(arch, &["--header-timeout", "3"]);
+        let mut c = srv.connect();
+        std::thread::sleep(Duration::from_millis(1500));
+        let request = req("GET", "/a.txt", &[]);
+        c.send(&request);
+        let r = c.response_for(&request);
+        assert_eq!(r.status, 200);
+    });
+}
+
+#[test]
+fn without_deferred_accept_a_silent_connection_meets_the_header_timeout() {
+    for_each_arch(|arch| {
+        let srv = Server::start_with(arch, &["--no-defer-accept", "--header-timeout", "0.3"]);
+        let mut silent = srv.connect();
+        let mut c = srv.connect();
+        let request = req("GET", "/a.txt", &[]);
+        c.send(&request);
+        assert_eq!(c.response_for(&request).status, 200);
+        assert!(silent.read_to_close().unwrap().is_empty());
+    });
+}
