@@ -215,6 +215,22 @@ mod tests {
     }
 
     #[test]
+    fn listening_socket_options() {
+        let c = serve(&[]).unwrap();
+        assert_eq!(c.listen, crate::listener::Listen::default());
+        assert!(c.listen.defer_accept);
+        let c = serve(&["--no-defer-accept", "--reuseport", "--backlog", "7"]).unwrap();
+        assert_eq!(
+            c.listen,
+            crate::listener::Listen {
+                backlog: 7,
+                reuseport: true,
+                defer_accept: false,
+            }
+        );
+    }
+
+    #[test]
     fn bad_values_are_refused() {
         for bad in [
             &["-w", "0"][..],

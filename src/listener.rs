@@ -42,8 +42,8 @@ const DEFER_ACCEPT_SECS: libc::c_int = 1;
 /// TCP_DEFER_ACCEPT (default; `--no-defer-accept` turns it off) makes accept() wait for the
 /// request, not the handshake: an event loop wakes once per new connection instead of twice,
 /// and a connection that never sends a byte costs no descriptor and, in `threads` and
-/// `processes`, pins no worker until the kernel gives up on it after 1 s (then the header
-/// timeout applies). Measured on 2 vCPUs, with and without, 3 runs each:
+/// `processes`, pins no worker until the kernel stops deferring it (after 1 s, at the SYN-ACK
+/// retransmission; then it is accepted and the header timeout applies). Measured on 2 vCPUs, with and without, 3 runs each:
 /// `h2load --h1 -c64 -n100000 -H 'Connection: close'`: server CPU per connection 27-28 µs with
 /// it against 35-38 µs without (hybrid and async alike), req/s 17.5-19.4k against 17.0-18.4k
 /// (hybrid) and 18.4-20.7k against 14.1-15.9k (async); `h2load --h1 -c1000 -n1000 /io`: 1.07 to

@@ -116,8 +116,8 @@ enum Wait {
 ///
 /// `read_at_once`: the connection came from a listener with TCP_DEFER_ACCEPT, so its request is
 /// most likely there already: the first read is tried before waiting for readiness (which the
-/// reactor would report only on its next turn). An empty read (a connection that came in through a
-/// SYN cookie, or one the kernel gave up deferring) just waits as usual.
+/// reactor would report only on its next turn). A read that finds nothing (a connection that came
+/// in through a SYN cookie, or one the kernel stopped deferring after a second) waits as usual.
 pub fn serve<G: Send + 'static>(
     stream: TcpStream,
     shared: Arc<Shared>,
@@ -700,8 +700,9 @@ async fn linger(stream: &TcpStream) {
 }
 
 /// Accepts a connection. tokio's own `TcpListener::accept` registers a new connection as
-/// already readable, so its first read is tried at once; on a busy server the client has
-/// usually not sent its request yet, and that read failed with EAGAIN for 97% of connections
+/// already readable, so its first read is tried at once; without deferred accept
+/// (`--no-defer-accept`), on a busy server the client has usually not sent its request yet,
+/// and that read failed with EAGAIN for 97% of connections
 /// (`h2load --h1 -c64 -H 'Connection: close'`, perf's syscall tracepoints: 1.97 `recvfrom` per
 /// connection). Registered here as not ready, the first read waits for epoll to report the
 /// request (an edge-triggered registration reports data that is already there at once), as

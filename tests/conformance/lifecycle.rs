@@ -247,7 +247,9 @@ fn sigint_to_the_process_group_is_graceful_too() {
 #[test]
 fn idle_keep_alive_connections_do_not_block_shutdown() {
     for_each_arch(|arch| {
-        let mut srv = Server::start_with(arch, &["--grace", "2"]);
+        // Without deferred accept, so the silent connection below is accepted and waiting for
+        // its first request when the signal comes (the `stopping` notice's case).
+        let mut srv = Server::start_with(arch, &["--grace", "2", "--no-defer-accept"]);
         let mut c = srv.connect();
         let request = req("GET", "/a.txt", &[]);
         c.send(&request);

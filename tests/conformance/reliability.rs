@@ -281,9 +281,15 @@ fn descriptor_exhaustion_backs_off_and_recovers() {
             });
         }
         let srv = Server::from_command(arch, cmd, fixture);
-        // Far more connections than the server has descriptors for, held open.
+        // Far more connections than the server has descriptors for, held open. Each sends a
+        // byte, so deferred accept hands it over at once (a silent one would reach accept()
+        // only a second later, and the server would meet EMFILE only as the check below runs).
         let flood: Vec<TcpStream> = (0..120)
-            .map(|_| TcpStream::connect(srv.addr()).unwrap())
+            .map(|_| {
+                let mut c = TcpStream::connect(srv.addr()).unwrap();
+                c.write_all(b"G").unwrap();
+                c
+            })
             .collect();
         std::thread::sleep(Duration::from_secs(1));
         assert!(
@@ -318,10 +324,11 @@ fn descriptor_exhaustion_backs_off_and_recovers() {
 }
 
 #[test]
-fn a_connection_that_sends_nothing_holds_no_worker() {
-    // Deferred accept (the default): the kernel keeps a connection that has sent nothing away
-    // from accept(), so a blocking architecture's only worker is not stuck reading it for the
-    // whole header timeout; the next client's request is answered at once, not after 60 s.
+fn a_connection_that_has_sent_nothing_yet_holds_no_worker() {
+    // Deferred accept (the default): for its first second, the kernel keeps a connection that
+    // has sent nothing away from accept(), so a blocking architecture's only worker is not stuck
+    // reading it for the whole header timeout; the next client's request is answered at once,
+    // not after 60 s. (With --no-defer-accept this fails for `threads` and `processes`.)
     for_each_arch(|arch| {
         let srv = Server::start_with(arch, &["-w", "1", "--header-timeout", "60"]);
         let _silent = srv.connect();
@@ -336,8 +343,9 @@ fn a_connection_that_sends_nothing_holds_no_worker() {
 #[test]
 fn a_request_sent_after_the_deferral_ran_out_is_answered() {
     // After a second the kernel hands over a connection that has still sent nothing (as it
-    // does any connection that came in through a SYN cookie): it is read when its bytes come,
-    // and the header timeout (3 s here) runs from the accept.
+    // does at once with a connection that came in through a SYN cookie): the event loops' first
+    // read then finds nothing, and the request must still be read when its bytes come (a lost
+    // wake-up would end in a 408 after the 3 s header timeout).
     for_each_arch(|arch| {
         let srv = Server::start_with(arch, &["--header-timeout", "3"]);
         let mut c = srv.connect();
@@ -351,6 +359,7 @@ fn a_request_sent_after_the_deferral_ran_out_is_answered() {
 
 #[test]
 fn without_deferred_accept_a_silent_connection_meets_the_header_timeout() {
+    // A smoke test of the accept path without deferral (cli.rs checks the flag's mapping).
     for_each_arch(|arch| {
         let srv = Server::start_with(arch, &["--no-defer-accept", "--header-timeout", "0.3"]);
         let mut silent = srv.connect();
