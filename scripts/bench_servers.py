@@ -694,7 +694,7 @@ def targets(results):
     def paired(name, key, base, test):
         """Each repetition ran both servers within a minute of each other: the ratio per
         repetition is less exposed to the machine's drift than two medians are. Returns
-        "median ratio, better in k of n repetitions" or ""."""
+        "median ratio, as good or better in k of n repetitions" or ""."""
         ours = results.get(name, {}).get("runs", [])
         theirs = results.get(base, {}).get("runs", [])
         pairs = [(a.get(key), b.get(key)) for a, b in zip(ours, theirs)]

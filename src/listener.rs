@@ -36,7 +36,8 @@ const DEFER_ACCEPT_SECS: libc::c_int = 1;
 ///
 /// TCP_NODELAY is set here, once: Linux copies it into every connection accepted from this
 /// socket (the accepted socket starts as a clone of the listener), which saves a `setsockopt`
-/// per connection (one of 11 system calls per connection-per-request request).
+/// per connection (one of 11 system calls per connection-per-request request when it was made;
+/// 7.2 now).
 /// `accepted_connections_inherit_nodelay` checks that this still holds.
 ///
 /// TCP_DEFER_ACCEPT (default; `--no-defer-accept` turns it off) makes accept() wait for the

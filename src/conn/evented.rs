@@ -310,7 +310,7 @@ pub fn serve<G: Send + 'static>(
             };
             served += 1;
 
-            // 4. Write it: one try_write for the common reply, a boxed future for the rest.
+            // 4. Write it: one send for the common reply, a boxed future for the rest.
             let close = reply.close;
             let sent = or_end!(write_reply(&stream, reply, shared.limits.write_timeout));
             let complete = match sent {
@@ -570,7 +570,7 @@ enum Sent<'a> {
 }
 
 /// Writes a reply. The common one (a small body inlined behind the head) goes out with one
-/// `try_write` and no await; only a reply the socket does not take at once, or one with a file
+/// `send` and no await; only a reply the socket does not take at once, or one with a file
 /// body, continues in a boxed future, so the writing states (timers, readiness futures) are not
 /// part of every connection's task.
 fn write_reply(stream: &TcpStream, mut reply: Reply, wt: Duration) -> io::Result<Sent<'_>> {
@@ -598,13 +598,15 @@ async fn write_rest(
     wt: Duration,
 ) -> io::Result<bool> {
     let more = matches!(reply.body, Body::File { .. });
-    write_all(stream, &reply.head[written..], wt, more).await?;
+    // `write_reply` already tried the socket directly for a reply without a file body.
+    let tried = !more;
+    write_all(stream, &reply.head[written..], wt, more, !tried).await?;
     match reply.body {
         Body::Empty | Body::Bytes(_) => Ok(true),
         Body::File { file, parts, .. } => {
             for part in parts {
                 match part {
-                    Part::Bytes(b) => write_all(stream, &b, wt, false).await?,
+                    Part::Bytes(b) => write_all(stream, &b, wt, false, true).await?,
                     Part::File { offset, len } => {
                         if !send_file(stream, &file, offset, len, wt).await? {
                             return Ok(false);
@@ -621,16 +623,23 @@ async fn write_rest(
 /// (the common small reply costs one write syscall and no readiness future). `more`: a file body
 /// follows (see [`super::send`]).
 ///
-/// The first attempt goes straight to the socket, not through tokio's readiness: a connection
+/// The first attempt (`raw_first`: unless the caller has just tried) goes straight to the
+/// socket, not through tokio's readiness: a connection
 /// read at once after a deferred accept has no readiness recorded yet (the reactor has not
 /// turned since it was registered), and `try_io` would report WouldBlock without trying, then
 /// wait a reactor turn with the write timer armed: `h2load -c64 -H 'Connection: close'` showed
 /// 0.4-0.55 eventfd writes per connection (tokio waking its own reactor for that timer). Later
 /// attempts go through `try_io`, which clears a stale readiness on EAGAIN, so the wait that
 /// follows one is a real one.
-async fn write_all(stream: &TcpStream, bytes: &[u8], wt: Duration, more: bool) -> io::Result<()> {
+async fn write_all(
+    stream: &TcpStream,
+    bytes: &[u8],
+    wt: Duration,
+    more: bool,
+    raw_first: bool,
+) -> io::Result<()> {
     let mut off = 0;
-    let mut first = true;
+    let mut first = raw_first;
     while off < bytes.len() {
         let rest = &bytes[off..];
         let sent = if std::mem::take(&mut first) {
@@ -728,7 +737,8 @@ async fn linger(stream: &TcpStream) {
 /// (`h2load --h1 -c64 -H 'Connection: close'`, perf's syscall tracepoints: 1.97 `recvfrom` per
 /// connection). Registered here as not ready, the first read waits for epoll to report the
 /// request (an edge-triggered registration reports data that is already there at once), as
-/// nginx does: 1.00 `recvfrom` per connection.
+/// nginx does: 1.00 `recvfrom` per connection. (With deferred accept, the default, the request
+/// is there already and `serve` reads it at once, see its `read_at_once`.)
 async fn accept(listener: &AsyncFd<std::net::TcpListener>) -> io::Result<TcpStream> {
     use nix::sys::socket::{accept4, SockFlag};
     use std::os::fd::{AsRawFd, FromRawFd};
