@@ -44,11 +44,11 @@ const DEFER_ACCEPT_SECS: libc::c_int = 1;
 /// request, not the handshake: an event loop wakes once per new connection instead of twice,
 /// and a connection that never sends a byte costs no descriptor and, in `threads` and
 /// `processes`, pins no worker until the kernel stops deferring it (after 1 s, at the SYN-ACK
-/// retransmission; then it is accepted and the header timeout applies). Measured on 2 vCPUs, with and without, 3 runs each:
-/// `h2load --h1 -c64 -n100000 -H 'Connection: close'`: server CPU per connection 27-28 µs with
-/// it against 35-38 µs without (hybrid and async alike), req/s 17.5-19.4k against 17.0-18.4k
-/// (hybrid) and 18.4-20.7k against 14.1-15.9k (async); `h2load --h1 -c1000 -n1000 /io`: 1.07 to
-/// 1.10 s against 1.08 to 1.11 s.
+/// retransmission; then it is accepted and the header timeout applies). Measured on 2 vCPUs,
+/// with and without, 3 runs each, `h2load --h1 -c64 -n100000 -H 'Connection: close'`: server
+/// CPU per connection 27-28 µs with it against 35-38 µs without (hybrid and async alike), req/s
+/// 17.5-19.4k against 17.0-18.4k (hybrid) and 18.4-20.7k against 14.1-15.9k (async);
+/// `h2load --h1 -c1000 -n1000 /io`: 1.07 to 1.10 s against 1.08 to 1.11 s.
 pub fn bind(addr: SocketAddr, opts: Listen) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
@@ -83,25 +83,6 @@ fn set_defer_accept(socket: &Socket, secs: libc::c_int) -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
-}
-
-/// Whether `listener` has TCP_DEFER_ACCEPT set (so what it accepts has most likely sent its
-/// first bytes already).
-pub fn defers_accept(listener: &TcpListener) -> bool {
-    use std::os::fd::AsRawFd;
-    let mut secs: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: a valid descriptor, and an int with its size.
-    let r = unsafe {
-        libc::getsockopt(
-            listener.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_DEFER_ACCEPT,
-            (&mut secs as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    r == 0 && secs > 0
 }
 
 /// Stops a listening socket for every thread and process sharing it: on Linux, shutdown(SHUT_RD)
@@ -151,6 +132,24 @@ mod tests {
         client.write_all(b"x").unwrap();
         let (accepted, _) = l.accept().unwrap();
         assert!(accepted.nodelay().unwrap());
+    }
+
+    /// Whether `listener` has TCP_DEFER_ACCEPT set.
+    fn defers_accept(listener: &TcpListener) -> bool {
+        use std::os::fd::AsRawFd;
+        let mut secs: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: a valid descriptor, and an int with its size.
+        let r = unsafe {
+            libc::getsockopt(
+                listener.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_DEFER_ACCEPT,
+                (&mut secs as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        r == 0 && secs > 0
     }
 
     #[test]

@@ -123,6 +123,7 @@ pub fn serve_evented(
     let shared = std::sync::Arc::new(Shared::new(site, config.conn));
     runtime.block_on(accept_until_stopped(
         listener,
+        config.listen.defer_accept,
         shared,
         signals,
         config.grace,

@@ -598,9 +598,9 @@ async fn write_rest(
     wt: Duration,
 ) -> io::Result<bool> {
     let more = matches!(reply.body, Body::File { .. });
-    // `write_reply` already tried the socket directly for a reply without a file body.
-    let tried = !more;
-    write_all(stream, &reply.head[written..], wt, more, !tried).await?;
+    // `write_reply` has just tried the socket directly, unless a file body follows the head.
+    let raw_first = more;
+    write_all(stream, &reply.head[written..], wt, more, raw_first).await?;
     match reply.body {
         Body::Empty | Body::Bytes(_) => Ok(true),
         Body::File { file, parts, .. } => {
@@ -624,9 +624,8 @@ async fn write_rest(
 /// follows (see [`super::send`]).
 ///
 /// The first attempt (`raw_first`: unless the caller has just tried) goes straight to the
-/// socket, not through tokio's readiness: a connection
-/// read at once after a deferred accept has no readiness recorded yet (the reactor has not
-/// turned since it was registered), and `try_io` would report WouldBlock without trying, then
+/// socket, not through tokio's readiness: a connection read at once after a deferred accept has
+/// no readiness recorded yet (the reactor has not turned since it was registered), and `try_io` would report WouldBlock without trying, then
 /// wait a reactor turn with the write timer armed: `h2load -c64 -H 'Connection: close'` showed
 /// 0.4-0.55 eventfd writes per connection (tokio waking its own reactor for that timer). Later
 /// attempts go through `try_io`, which clears a stale readiness on EAGAIN, so the wait that
@@ -755,15 +754,16 @@ async fn accept(listener: &AsyncFd<std::net::TcpListener>) -> io::Result<TcpStre
 
 /// The accept loop of one event loop: spawns a task per connection until SIGINT/SIGTERM, then
 /// stops accepting, tells idle connections to close, and waits (up to `grace`) for the rest.
+/// `deferred`: the listener has TCP_DEFER_ACCEPT (see `serve`'s `read_at_once`).
 pub async fn accept_until_stopped(
     listener: std::net::TcpListener,
+    deferred: bool,
     shared: Arc<Shared>,
     signals: crate::shutdown::Signals,
     grace: Duration,
 ) -> io::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     listener.set_nonblocking(true)?;
-    let deferred = crate::listener::defers_accept(&listener);
     // SAFETY: the AsyncFd owns the listener, which nothing closes or replaces while registered.
     let listener = unsafe { AsyncFd::register_with_interest(listener, Interest::READABLE)? };
     // Register tokio's handlers, and only then let the signals through.

@@ -358,7 +358,7 @@ fn a_request_sent_after_the_deferral_ran_out_is_answered() {
 }
 
 #[test]
-fn without_deferred_accept_a_silent_connection_meets_the_header_timeout() {
+fn without_deferred_accept_requests_are_served_and_silent_connections_closed() {
     // A smoke test of the accept path without deferral (cli.rs checks the flag's mapping).
     for_each_arch(|arch| {
         let srv = Server::start_with(arch, &["--no-defer-accept", "--header-timeout", "0.3"]);
