@@ -388,6 +388,10 @@ fn redirect_to_dir(rel: &str, ctx: Ctx, head_only: bool) -> Reply {
 /// A regular file: 304, 206 (one range or multipart/byteranges), 416 or 200. `bytes`: the
 /// whole file, when the open-file cache holds it (then a single range or the whole file goes
 /// out behind the head, without reading the file).
+///
+/// Each reply's head buffer is allocated once, where its size is known: `HEAD_ROOM` for the head
+/// fields, plus the body for a single part the connection loop will inline (a 304 or a HEAD
+/// answer used to reserve room for a body it never carries).
 fn serve_file(
     req: &Request,
     (file, bytes): (Arc<File>, Option<Arc<[u8]>>),
@@ -398,14 +402,12 @@ fn serve_file(
     head_only: bool,
 ) -> Reply {
     let len = info.len;
-    // Room for the head and for a small body the connection loop appends to it
-    // (conn::inline_small_body, up to conn::SMALL_FILE = 32 KiB): no reallocation.
-    let mut head = Vec::with_capacity(320 + if len <= 32 * 1024 { len as usize } else { 0 });
 
     if validators.not_modified(
         req.if_none_match.as_deref(),
         req.if_modified_since.as_deref(),
     ) {
+        let mut head = Vec::with_capacity(HEAD_ROOM);
         let mut w = HeadWriter::new(&mut head, 304, ctx.date);
         w.field("ETag", &validators.etag);
         w.field("Last-Modified", last_modified);
@@ -427,6 +429,7 @@ fn serve_file(
     let (status, body_len, parts, content_range) = match ranges {
         Ranges::Full => (200, len, vec![Part::File { offset: 0, len }], None),
         Ranges::Unsatisfiable => {
+            let mut head = Vec::with_capacity(HEAD_ROOM);
             let mut w = HeadWriter::new(&mut head, 416, ctx.date);
             w.field("Content-Range", format_args!("bytes */{len}"));
             w.field("Content-Length", 0u64);
@@ -471,6 +474,7 @@ fn serve_file(
             let tail = format!("\r\n--{boundary}--\r\n").into_bytes();
             total += tail.len() as u64;
             parts.push(Part::Bytes(tail));
+            let mut head = Vec::with_capacity(HEAD_ROOM);
             let mut w = HeadWriter::new(&mut head, 206, ctx.date);
             w.field(
                 "Content-Type",
@@ -480,6 +484,14 @@ fn serve_file(
             return file_reply(206, head, file, parts, total, ctx, head_only);
         }
     };
+    // Room for the head and for a body the connection loop will append to it
+    // (conn::inline_small_body: one part of at most conn::SMALL_FILE): no reallocation.
+    let inlined = if !head_only && body_len <= crate::conn::SMALL_FILE {
+        body_len as usize
+    } else {
+        0
+    };
+    let mut head = Vec::with_capacity(HEAD_ROOM + inlined);
     let mut w = HeadWriter::new(&mut head, status, ctx.date);
     if let Some(content_range) = content_range {
         w.field("Content-Range", content_range);
@@ -501,6 +513,10 @@ fn serve_file(
     }
     file_reply(status, head, file, parts, body_len, ctx, head_only)
 }
+
+/// Room for a file reply's head fields (status line, Date, Server, Content-Type, Content-Length,
+/// Last-Modified, ETag, Accept-Ranges, Connection: about 250 bytes).
+const HEAD_ROOM: usize = 320;
 
 fn finish_file_head(
     mut w: HeadWriter,
