@@ -66,16 +66,21 @@ pub fn raise_nofile_limit() {
 /// reached before accept() fails with EMFILE, which can only back off and leave new clients
 /// waiting in the backlog.
 pub fn default_max_conns() -> usize {
-    let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+    max_conns_for(nofile_limit())
+}
+
+/// The soft open-file limit (1024 if it cannot be read).
+pub fn nofile_limit() -> u64 {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         .map(|(soft, _)| soft)
-        .unwrap_or(1024);
-    max_conns_for(soft)
+        .unwrap_or(1024)
 }
 
 /// At most the largest `--max-conns` takes (an unlimited descriptor limit is no reason to have
 /// no cap).
 fn max_conns_for(nofile: u64) -> usize {
-    (nofile - nofile / 8).saturating_sub(64).clamp(1, 1_000_000) as usize
+    let files = crate::site::open_files::budget_for(nofile);
+    (nofile - files).saturating_sub(64).clamp(1, 1_000_000) as usize
 }
 
 #[cfg(test)]

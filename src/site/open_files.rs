@@ -56,11 +56,14 @@ static BUDGET: OnceLock<usize> = OnceLock::new();
 
 fn budget() -> usize {
     *BUDGET.get_or_init(|| {
-        let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-            .map(|(soft, _)| soft)
-            .unwrap_or(1024);
-        usize::try_from(soft / 8).unwrap_or(usize::MAX)
+        usize::try_from(budget_for(crate::config::nofile_limit())).unwrap_or(usize::MAX)
     })
+}
+
+/// Descriptors the cache may hold under an open-file limit of `nofile`: an eighth of it (the
+/// connection cap leaves that room, see `config::default_max_conns`).
+pub fn budget_for(nofile: u64) -> u64 {
+    nofile / 8
 }
 
 /// What answering a file needs from its metadata.
