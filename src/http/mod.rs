@@ -3,6 +3,7 @@
 //! Nothing here touches sockets, files, clocks or tokio: the connection loops in `conn/` own the
 //! I/O and pass the time in, so every rule below is tested by feeding buffers (whole, one byte at a
 //! time, and followed by a pipelined request).
+pub mod conn;
 pub mod date;
 pub mod error;
 pub mod request;

@@ -120,7 +120,13 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Parsed, ParseError> {
 
     // The request line on its own, before httparse: its limit (414) is separate from the head's
     // (431), and a well-formed but unsupported version must be told apart from garbage (505 vs 400).
-    match memchr_newline(rest) {
+    let line_end = memchr_newline(rest);
+    // Bytes that can never begin a request (binary garbage, a TLS ClientHello) are refused at
+    // the first such byte, not after a line end or the header timeout. Only as far as the line
+    // limit, so a line too long is 414 however it was split.
+    let line = strip_cr(&rest[..line_end.unwrap_or(rest.len())]);
+    check_line_start(&line[..line.len().min(limits.max_line + 1)])?;
+    match line_end {
         // A trailing CR may be the first half of the line's CRLF: it does not count yet.
         None if strip_cr(rest).len() > limits.max_line => return Err(ParseError::UriTooLong),
         None if over => return Err(ParseError::HeadersTooLarge),
@@ -281,6 +287,53 @@ fn leading_empty_lines(buf: &[u8]) -> usize {
             return i;
         }
     }
+}
+
+/// Refuses a request line (or the start of one) that no byte appended could make valid:
+/// `method SP target SP HTTP/d.d`, where the method is a token and the target visible ASCII.
+/// Lenient where httparse decides on the whole line (repeated spaces, any digits in the
+/// version): this only finds bytes that rule a request out.
+fn check_line_start(line: &[u8]) -> Result<(), ParseError> {
+    const BAD: ParseError = ParseError::BadRequest("not an HTTP request line");
+    let mut parts = line.splitn(2, |&b| b == b' ');
+    let method = parts.next().unwrap_or(b"");
+    if !method.iter().all(|&b| is_tchar(b)) {
+        return Err(BAD);
+    }
+    let Some(rest) = parts.next() else {
+        return Ok(());
+    };
+    let rest = trim_start_spaces(rest);
+    let mut parts = rest.splitn(2, |&b| b == b' ');
+    let target = parts.next().unwrap_or(b"");
+    if !target.iter().all(|b| (0x21..0x7f).contains(b)) {
+        return Err(BAD);
+    }
+    let Some(version) = parts.next() else {
+        return Ok(());
+    };
+    let version = trim_start_spaces(version);
+    let shape = b"HTTP/0.0";
+    let fits = version.len() <= shape.len()
+        && version.iter().zip(shape).all(|(&b, &s)| match s {
+            b'0' => b.is_ascii_digit(),
+            _ => b == s,
+        });
+    if fits {
+        Ok(())
+    } else {
+        Err(BAD)
+    }
+}
+
+fn trim_start_spaces(bytes: &[u8]) -> &[u8] {
+    let n = bytes.iter().take_while(|&&b| b == b' ').count();
+    &bytes[n..]
+}
+
+/// RFC 9110 §5.6.2 token characters.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 fn memchr_newline(buf: &[u8]) -> Option<usize> {
@@ -508,6 +561,33 @@ mod tests {
         assert_eq!(status(b"GET / HTTP/2.0\r\nHost: x\r\n\r\n"), 505);
         assert_eq!(status(b"GET / HTTP/1.2\r\nHost: x\r\n\r\n"), 505);
         assert_eq!(status(b"GET / HTTP/0.9\r\n\r\n"), 505);
+    }
+
+    #[test]
+    fn bytes_that_cannot_start_a_request_are_400_at_once() {
+        let limits = Limits::default();
+        // A TLS ClientHello's first bytes, binary garbage, a bad target or version byte: no line
+        // end needed.
+        for prefix in [
+            &b"\x16\x03\x01\x02\x00"[..],
+            b"\x00",
+            b"GE\xffT",
+            b"GET /a\x01",
+            b"GET / HTTX",
+            b"GET / HTTP/1.1x",
+            b"GET\t/",
+        ] {
+            assert_eq!(
+                parse(prefix, &limits),
+                Err(ParseError::BadRequest("not an HTTP request line")),
+                "{prefix:?}"
+            );
+        }
+        // Every prefix of a valid line is still only incomplete.
+        let line = b"OPTIONS  /a?b=c  HTTP/1.1\r";
+        for n in 0..=line.len() {
+            assert_eq!(parse(&line[..n], &limits), Ok(Parsed::Partial), "{n}");
+        }
     }
 
     #[test]
