@@ -11,6 +11,7 @@ use crate::arch;
 use crate::client::load::LoadArgs;
 use crate::client::send::SendArgs;
 use crate::config::{Config, ConnLimits};
+use crate::http::conn::Rules;
 use crate::http::request::MAX_HEADERS_CAP;
 use crate::http::Limits;
 
@@ -152,20 +153,22 @@ impl ServeArgs {
                 .map(|w| w as usize)
                 .unwrap_or_else(|| arch.workers.default_count()),
             conn: ConnLimits {
-                head: Limits {
-                    max_line: self.max_line as usize,
-                    max_head: self.max_head as usize,
-                    max_headers: self.max_headers as usize,
+                rules: Rules {
+                    head: Limits {
+                        max_line: self.max_line as usize,
+                        max_head: self.max_head as usize,
+                        max_headers: self.max_headers as usize,
+                    },
+                    header_timeout: self.header_timeout,
+                    idle_timeout: self.idle_timeout.unwrap_or(arch.idle_timeout),
+                    write_timeout: self.write_timeout,
+                    max_requests: self.max_requests,
+                    ..Rules::default()
                 },
-                header_timeout: self.header_timeout,
-                idle_timeout: self.idle_timeout.unwrap_or(arch.idle_timeout),
-                write_timeout: self.write_timeout,
-                max_requests: self.max_requests,
                 max_conns: self
                     .max_conns
                     .map(|n| n as usize)
-                    .unwrap_or_else(crate::config::default_max_conns),
-                ..ConnLimits::default()
+                    .unwrap_or_else(crate::descriptors::default_max_conns),
             },
             grace: self.grace,
             listen: crate::listener::Listen {
@@ -211,7 +214,7 @@ mod tests {
         assert_eq!(c.addr, "127.0.0.1:2000".parse().unwrap());
         assert_eq!(c.root, PathBuf::from("www"));
         assert_eq!(c.workers, 5);
-        assert_eq!(c.conn.head, Limits::default());
+        assert_eq!(c.conn.rules.head, Limits::default());
     }
 
     #[test]

@@ -2,12 +2,15 @@
 //! start-up, and the tools to measure how the architectures compare.
 //!
 //! # Layout
-//! - [`http`]: the sans-IO HTTP/1.1 core (parse a head with limits, encode a response head).
+//! - [`http`]: the sans-IO HTTP/1.1 core: parse a head with limits, encode a response head,
+//!   and the connection state machine (`http::conn`) that owns every rule about a connection.
 //! - [`site`]: what to answer: safe path resolution, files, conditional and range requests,
 //!   the `/cpu` and `/io` workloads, a per-thread cache of open files re-checked on every use.
-//! - [`conn`]: the connection loops, one per I/O style (blocking; evented).
+//! - [`conn`]: the executors, one per I/O style (blocking; evented), which carry out the state
+//!   machine's steps, and the accept layer (accept loops, connection cap, back-off).
 //! - [`arch`]: the architectures (who runs the loops) and their registry.
 //! - [`listener`], [`shutdown`], [`config`], [`cli`]: binding, signals, validated settings, flags.
+//! - [`descriptors`]: the open-file limit, shared between the file cache and connections.
 //! - [`access_log`]: the Combined Log Format access log, buffered per worker thread.
 //! - [`client`]: `send` (raw client) and `load` (load generator).
 //! - [`compare`]: `compare`: every architecture under the seed's workloads and more; CSV, JSON,
@@ -19,6 +22,7 @@ pub mod client;
 pub mod compare;
 pub mod config;
 pub mod conn;
+pub mod descriptors;
 pub mod http;
 pub mod listener;
 pub mod shutdown;

@@ -2,7 +2,6 @@
 //! then shared by every worker), optionally with SO_REUSEPORT for one socket per worker.
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -91,25 +90,6 @@ pub fn stop_accepting(listener: &TcpListener) {
     let _ = socket2::SockRef::from(listener).shutdown(std::net::Shutdown::Read);
 }
 
-/// How long to back off after accept() failed for a reason other than shutdown, logging it.
-/// Out of descriptors (EMFILE/ENFILE) or memory: 50 ms, so a full descriptor table never turns
-/// into a busy loop (the pending connection keeps the listener ready); a connection aborted
-/// before we took it (ECONNABORTED) or a signal: no wait. Shared by the blocking accept loops
-/// (which sleep) and the event loops (which await a timer).
-pub fn accept_backoff(e: &io::Error) -> Duration {
-    match e.raw_os_error() {
-        Some(libc::ECONNABORTED) | Some(libc::EINTR) => Duration::ZERO,
-        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM) => {
-            tracing::warn!("accept: {e}; backing off");
-            Duration::from_millis(50)
-        }
-        _ => {
-            tracing::warn!("accept: {e}");
-            Duration::from_millis(10)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,20 +154,6 @@ mod tests {
         let silent = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let (_, peer) = l.accept().unwrap();
         assert_eq!(peer, silent.local_addr().unwrap());
-    }
-
-    #[test]
-    fn accept_backoff_waits_only_on_exhaustion() {
-        let err = |code| io::Error::from_raw_os_error(code);
-        assert_eq!(accept_backoff(&err(libc::ECONNABORTED)), Duration::ZERO);
-        assert_eq!(
-            accept_backoff(&err(libc::EMFILE)),
-            Duration::from_millis(50)
-        );
-        assert_eq!(
-            accept_backoff(&err(libc::ENFILE)),
-            Duration::from_millis(50)
-        );
     }
 
     #[test]

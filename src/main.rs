@@ -37,7 +37,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // First, before any thread or child exists, so all of them inherit the blocked mask.
     let signals = Signals::block().context("blocking termination signals")?;
     // Before the configuration, whose connection cap derives from the raised limit.
-    archserve::config::raise_nofile_limit();
+    archserve::descriptors::raise_nofile_limit();
     let config = args.config().map_err(anyhow::Error::msg)?;
     let arch = arch::find(&args.arch).context("unknown architecture")?;
     let site = Site::new(&config.root)

@@ -30,8 +30,8 @@ pub struct Server {
 /// How many workers an architecture runs when `-w` is not given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Workers {
-    /// The seed's 5.
-    Seed,
+    /// Five, the seed's count for its thread and process pools.
+    Five,
     /// One per CPU (an event loop per core, as nginx's `worker_processes auto`).
     Cpus,
     /// Exactly one; `-w` other than 1 is refused.
@@ -41,7 +41,7 @@ pub enum Workers {
 impl Workers {
     pub fn default_count(self) -> usize {
         match self {
-            Workers::Seed => 5,
+            Workers::Five => 5,
             Workers::Cpus => std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
@@ -119,9 +119,9 @@ pub fn serve_evented(
     site: Site,
     signals: Signals,
 ) -> io::Result<()> {
-    use crate::conn::evented::{accept_until_stopped, Shared};
+    use crate::conn::accept::{evented_loop, Shared};
     let shared = std::sync::Arc::new(Shared::new(site, config.conn));
-    runtime.block_on(accept_until_stopped(
+    runtime.block_on(evented_loop(
         listener,
         config.listen.defer_accept,
         shared,

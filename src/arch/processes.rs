@@ -3,18 +3,17 @@
 //! takes one worker's connection with it and the supervisor replaces the worker.
 use std::io;
 use std::net::TcpListener;
-use std::os::fd::{AsRawFd, FromRawFd};
 
 use super::{supervisor, Arch, Server, Workers, BLOCKING_IDLE};
 use crate::config::Config;
-use crate::conn::blocking;
-use crate::shutdown::{Signals, Stop};
+use crate::conn::accept;
+use crate::shutdown::Signals;
 use crate::site::Site;
 
 pub const ARCH: Arch = Arch {
     name: "processes",
     about: "bind once, fork N single-threaded workers, each blocking in accept() (seed -p, Apache prefork)",
-    workers: Workers::Seed,
+    workers: Workers::Five,
     idle_timeout: BLOCKING_IDLE,
     multi_process: true,
     run,
@@ -34,31 +33,7 @@ fn worker(listener: TcpListener, config: &Config, site: &Site, signals: Signals)
         Ok(a) => a,
         Err(_) => return 1,
     });
-    while !Stop.is_set() {
-        match accept(&listener) {
-            Ok(stream) => blocking::serve(stream, site, &config.conn, Stop),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => std::thread::sleep(crate::listener::accept_backoff(&e)),
-        }
-    }
+    accept::blocking_loop(&listener, site, &config.conn);
     crate::access_log::flush();
     0
-}
-
-/// accept4 without retrying on EINTR (std's accept retries, and would sleep through SIGTERM).
-fn accept(listener: &TcpListener) -> io::Result<std::net::TcpStream> {
-    // SAFETY: accept4 on a listening fd we own; null address pointers are allowed.
-    let fd = unsafe {
-        libc::accept4(
-            listener.as_raw_fd(),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            libc::SOCK_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a fresh connected socket fd owned by nobody else.
-    Ok(unsafe { std::net::TcpStream::from_raw_fd(fd) })
 }

@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{announce_worker, Arch, Server, Workers, BLOCKING_IDLE};
-use crate::conn::blocking;
+use crate::conn::accept;
 use crate::listener;
 use crate::shutdown::Stop;
 
 pub const ARCH: Arch = Arch {
     name: "threads",
     about: "N threads blocking in accept() on one shared listener, a connection at a time each (seed -t)",
-    workers: Workers::Seed,
+    workers: Workers::Five,
     idle_timeout: BLOCKING_IDLE,
     multi_process: false,
     run,
@@ -41,13 +41,7 @@ fn run(server: Server) -> io::Result<()> {
             .spawn(move || {
                 announce_worker(addr);
                 let (listener, site, config) = &*shared;
-                loop {
-                    match listener.accept() {
-                        Ok((stream, _)) => blocking::serve(stream, site, &config.conn, stop),
-                        Err(_) if stop.is_set() => break,
-                        Err(e) => std::thread::sleep(listener::accept_backoff(&e)),
-                    }
-                }
+                accept::blocking_loop(listener, site, &config.conn);
             })?;
         workers.push(handle);
     }

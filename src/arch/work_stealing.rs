@@ -9,7 +9,7 @@ pub const ARCH: Arch = Arch {
     name: "work-stealing",
     about:
         "one process, a work-stealing multi-thread tokio runtime with N threads (hyper/axum style)",
-    workers: Workers::Seed,
+    workers: Workers::Five,
     idle_timeout: EVENTED_IDLE,
     multi_process: false,
     run,

@@ -306,7 +306,7 @@ impl Plan {
                 kind: Kind::Arch(a),
                 workers: match a.workers {
                     Workers::One => 1,
-                    Workers::Seed | Workers::Cpus => args.workers as usize,
+                    Workers::Five | Workers::Cpus => args.workers as usize,
                 },
                 workloads: workloads.clone(),
             })

@@ -526,7 +526,7 @@ fn stat_pgrp(stat: &str) -> Option<i32> {
 /// sockets (and the servers, which inherit it, as many).
 fn raise_fd_limit(want: u64) {
     use nix::sys::resource::{getrlimit, Resource};
-    crate::config::raise_nofile_limit();
+    crate::descriptors::raise_nofile_limit();
     if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
         if hard < want {
             eprintln!(

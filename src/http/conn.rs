@@ -100,8 +100,8 @@ pub enum Step {
 enum State {
     /// Waiting for or reading a request head.
     Head,
-    /// Dropping `left` bytes of request body, until `deadline`.
-    Body { left: u64, deadline: Instant },
+    /// Dropping `left` bytes of request body (for up to the header timeout from `since`).
+    Body { left: u64 },
     /// The executor is answering a request.
     Respond,
     /// The executor is answering with a refusal (`status`).
@@ -112,14 +112,15 @@ enum State {
     Done { linger: bool },
 }
 
-/// One connection's protocol state (about 64 bytes: every idle connection of an event loop
-/// holds one).
+/// One connection's protocol state (64 bytes: every idle connection of an event loop holds
+/// one).
 #[derive(Debug, Clone)]
 pub struct Conn {
     state: State,
     /// Requests answered so far.
     served: u64,
-    /// When the wait for the next request began: the accept, or the end of the last answer.
+    /// When the wait for the next request began: the accept, or the end of the last answer
+    /// (while a body is dropped: the end of the request's head).
     since: Instant,
     /// When the request head now being read began (`None` while idle).
     head_start: Option<Instant>,
@@ -161,7 +162,7 @@ impl Conn {
     pub fn poll(&mut self, rules: &Rules, now: Instant, buf: &[u8], stopping: bool) -> Step {
         match self.state {
             State::Head => self.poll_head(rules, now, buf, stopping),
-            State::Body { left, deadline } => self.poll_body(left, deadline, buf),
+            State::Body { left } => self.poll_body(left, self.since + rules.header_timeout, buf),
             State::Respond => Step::Respond,
             State::Refuse { status } => Step::Refuse(status),
             // The executor polls again only after `written`; a poll now is a bug in it, and
@@ -231,10 +232,9 @@ impl Conn {
         self.state = if req.body_len == 0 {
             State::Respond
         } else if req.body_len <= rules.max_discard {
-            State::Body {
-                left: req.body_len,
-                deadline: now + rules.header_timeout,
-            }
+            // The body's deadline counts from the end of the head.
+            self.since = now;
+            State::Body { left: req.body_len }
         } else {
             self.body_unread = true;
             State::Respond
@@ -251,10 +251,7 @@ impl Conn {
         }
         if !buf.is_empty() {
             let n = (buf.len() as u64).min(left);
-            self.state = State::Body {
-                left: left - n,
-                deadline,
-            };
+            self.state = State::Body { left: left - n };
             return Step::Discard(n as usize);
         }
         if self.eof || std::mem::take(&mut self.expired) {

@@ -117,15 +117,6 @@ impl<'a> HeadWriter<'a> {
         self.out.extend_from_slice(b"\r\n");
         self
     }
-
-    /// Adds `Connection` and ends the head with the blank line.
-    pub fn finish(self, keep_alive: bool) {
-        self.out.extend_from_slice(if keep_alive {
-            b"Connection: keep-alive\r\n\r\n"
-        } else {
-            b"Connection: close\r\n\r\n"
-        });
-    }
 }
 
 #[cfg(test)]
@@ -146,12 +137,11 @@ mod tests {
         let mut out = Vec::new();
         let mut w = HeadWriter::new(&mut out, 404, "Sun, 06 Nov 1994 08:49:37 GMT");
         w.field("Content-Length", 0u64);
-        w.finish(false);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             format!(
                 "HTTP/1.1 404 Not Found\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nServer: {SERVER}\r\n\
-                 Content-Length: 0\r\nConnection: close\r\n\r\n"
+                 Content-Length: 0\r\n"
             )
         );
     }

@@ -56,14 +56,11 @@ static BUDGET: OnceLock<usize> = OnceLock::new();
 
 fn budget() -> usize {
     *BUDGET.get_or_init(|| {
-        usize::try_from(budget_for(crate::config::nofile_limit())).unwrap_or(usize::MAX)
+        usize::try_from(crate::descriptors::files_budget(
+            crate::descriptors::nofile_limit(),
+        ))
+        .unwrap_or(usize::MAX)
     })
-}
-
-/// Descriptors the cache may hold under an open-file limit of `nofile`: an eighth of it (the
-/// connection cap leaves that room, see `config::default_max_conns`).
-pub fn budget_for(nofile: u64) -> u64 {
-    nofile / 8
 }
 
 /// What answering a file needs from its metadata.

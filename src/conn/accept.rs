@@ -1,0 +1,259 @@
+//! The accept layer, for blocking and evented executors alike: the accept loops, the connection
+//! cap and its shedding of idle connections, the back-off after a failed accept, and the
+//! shutdown's drain (stop accepting, close idle connections, wait out the grace period).
+use std::io;
+use std::net::TcpListener;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio::sync::Notify;
+
+use crate::config::ConnLimits;
+use crate::shutdown::Stop;
+use crate::site::Site;
+
+/// How long to back off after accept() failed for a reason other than shutdown, logging it.
+/// Out of descriptors (EMFILE/ENFILE) or memory: 50 ms, so a full descriptor table never turns
+/// into a busy loop (the pending connection keeps the listener ready); a connection aborted
+/// before we took it (ECONNABORTED) or a signal: no wait.
+pub fn backoff(e: &io::Error) -> Duration {
+    match e.raw_os_error() {
+        Some(libc::ECONNABORTED) | Some(libc::EINTR) => Duration::ZERO,
+        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM) => {
+            tracing::warn!("accept: {e}; backing off");
+            Duration::from_millis(50)
+        }
+        _ => {
+            tracing::warn!("accept: {e}");
+            Duration::from_millis(10)
+        }
+    }
+}
+
+/// accept4 with the given flags, without retrying on EINTR (std's accept retries, and a
+/// blocking worker would sleep through SIGTERM).
+fn accept4(listener: &TcpListener, flags: libc::c_int) -> io::Result<std::net::TcpStream> {
+    // SAFETY: accept4 on a listening fd we own; null address pointers are allowed.
+    let fd = unsafe {
+        libc::accept4(
+            listener.as_raw_fd(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            flags | libc::SOCK_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh connected socket fd owned by nobody else.
+    Ok(unsafe { std::net::TcpStream::from_raw_fd(fd) })
+}
+
+/// A blocking worker's loop (a `threads` thread, a `processes` worker): accept a connection,
+/// serve it to its end, until shutdown. A blocking worker holds one connection at a time, so
+/// the worker count is the connection cap: the others wait in the backlog.
+pub fn blocking_loop(listener: &TcpListener, site: &Site, limits: &ConnLimits) {
+    while !Stop.is_set() {
+        match accept4(listener, 0) {
+            Ok(stream) => super::blocking::serve(stream, site, &limits.rules, Stop),
+            Err(_) if Stop.is_set() => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => std::thread::sleep(backoff(&e)),
+        }
+    }
+}
+
+/// What every connection task of one event loop (or runtime) shares.
+#[derive(Debug)]
+pub struct Shared {
+    pub site: Site,
+    pub limits: ConnLimits,
+    /// Wakes kept-alive connections waiting for their next request so they close: all of them
+    /// when shutdown begins (`notify_waiters`), a few when the connection cap is reached
+    /// (`notify_one`).
+    pub close_idle: Notify,
+    /// Wakes new connections still waiting for their first request when shutdown begins. Not
+    /// `close_idle`: making room at the cap closes kept-alive connections only (as nginx's
+    /// "reusable" ones), never one that has just been accepted and whose request is on its way;
+    /// and a `notify_one` permit left over at the cap must not close the next new connection.
+    pub stopping: Notify,
+    /// Open connections of this event loop / runtime.
+    pub active: AtomicUsize,
+    /// Signalled when a connection ends while the cap is reached or shutdown is under way (the
+    /// acceptor waits on it).
+    pub freed: Notify,
+}
+
+impl Shared {
+    pub fn new(site: Site, limits: ConnLimits) -> Shared {
+        Shared {
+            site,
+            limits,
+            close_idle: Notify::new(),
+            stopping: Notify::new(),
+            active: AtomicUsize::new(0),
+            freed: Notify::new(),
+        }
+    }
+}
+
+/// Counts a connection in `Shared::active` for as long as its task lives (the guard handed to
+/// `evented::serve`), however the task ends.
+pub struct Active(Arc<Shared>);
+
+impl Active {
+    pub fn new(shared: &Arc<Shared>) -> Active {
+        shared.active.fetch_add(1, Ordering::AcqRel);
+        Active(Arc::clone(shared))
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        let before = self.0.active.fetch_sub(1, Ordering::AcqRel);
+        if before >= self.0.limits.max_conns || Stop.is_set() {
+            self.0.freed.notify_one();
+        }
+    }
+}
+
+/// How many idle connections to close at once when the cap is reached (nginx drains 32).
+const SHED_BATCH: usize = 32;
+
+/// Accepts a connection for an event loop. It is registered as not ready: without deferred
+/// accept (`--no-defer-accept`), on a busy server the client has usually not sent its request
+/// yet, and a first read tried at once failed with EAGAIN for 97% of connections
+/// (`h2load --h1 -c64 -H 'Connection: close'`, perf's syscall tracepoints: 1.97 `recvfrom` per
+/// connection); waiting for epoll to report the request (an edge-triggered registration reports
+/// data that is already there at once), as nginx does: 1.00. (With deferred accept, the default,
+/// the request is there already and `evented::serve` reads it at once, see its `read_at_once`.)
+async fn accept(listener: &AsyncFd<TcpListener>) -> io::Result<tokio::net::TcpStream> {
+    let stream = listener
+        .async_io(Interest::READABLE, |l| accept4(l, libc::SOCK_NONBLOCK))
+        .await?;
+    tokio::net::TcpStream::from_std(stream)
+}
+
+/// At the connection cap: asks some idle connections to close, and waits until one has.
+/// Returns false if a termination signal came first.
+async fn make_room(shared: &Shared, signals: &mut Signals) -> bool {
+    while shared.active.load(Ordering::Acquire) >= shared.limits.max_conns {
+        for _ in 0..SHED_BATCH {
+            shared.close_idle.notify_one();
+        }
+        let freed = shared.freed.notified();
+        tokio::pin!(freed);
+        freed.as_mut().enable();
+        if shared.active.load(Ordering::Acquire) >= shared.limits.max_conns {
+            tokio::select! {
+                _ = freed => {}
+                _ = signals.recv() => return false,
+            }
+        }
+    }
+    true
+}
+
+/// SIGTERM and SIGINT, as tokio streams.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
+}
+
+/// The accept loop of one event loop: spawns a task per connection until SIGINT/SIGTERM, then
+/// stops accepting, tells idle connections to close, and waits (up to `grace`) for the rest.
+/// `deferred`: the listener has TCP_DEFER_ACCEPT (see `evented::serve`'s `read_at_once`).
+///
+/// One connection per wake-up (nginx's `multi_accept off`): after each accept the loop yields,
+/// so the new connection's task runs (and a `/cpu` request computes) before this loop takes
+/// another. Workers sharing the listener in their own processes (`hybrid`) then leave
+/// simultaneous connections to the idle workers the kernel also woke, instead of one worker
+/// taking them all and running their workloads one after another.
+pub async fn evented_loop(
+    listener: TcpListener,
+    deferred: bool,
+    shared: Arc<Shared>,
+    signals: crate::shutdown::Signals,
+    grace: Duration,
+) -> io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    listener.set_nonblocking(true)?;
+    // SAFETY: the AsyncFd owns the listener, which nothing closes or replaces while registered.
+    let listener = unsafe { AsyncFd::register_with_interest(listener, Interest::READABLE)? };
+    // Register tokio's handlers, and only then let the signals through.
+    let mut sig = Signals {
+        term: signal(SignalKind::terminate())?,
+        int: signal(SignalKind::interrupt())?,
+    };
+    signals.unblock()?;
+    loop {
+        if !make_room(&shared, &mut sig).await {
+            break;
+        }
+        tokio::select! {
+            r = accept(&listener) => match r {
+                Ok(stream) => {
+                    // Counted now, not when the task first runs, so the cap check sees it.
+                    let guard = Active::new(&shared);
+                    tokio::spawn(super::evented::serve(stream, Arc::clone(&shared), guard, deferred));
+                    tokio::task::yield_now().await;
+                }
+                Err(e) => tokio::time::sleep(backoff(&e)).await,
+            },
+            _ = sig.recv() => break,
+        }
+    }
+    drop(listener);
+    drain(&shared, grace).await;
+    Ok(())
+}
+
+/// Shutdown: idle connections close, the rest get up to `grace` to finish.
+async fn drain(shared: &Shared, grace: Duration) {
+    tracing::info!("stopping, grace {grace:?}");
+    Stop.trigger();
+    shared.close_idle.notify_waiters();
+    shared.stopping.notify_waiters();
+    // Every connection task holds an `Active`; each one ending wakes us (Stop is set).
+    let drained = tokio::time::timeout(grace, async {
+        loop {
+            let freed = shared.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if shared.active.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            freed.await;
+        }
+    });
+    if drained.await.is_err() {
+        tracing::warn!("grace period over with requests still in flight; exiting");
+    }
+    crate::access_log::flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_waits_only_on_exhaustion() {
+        let err = io::Error::from_raw_os_error;
+        assert_eq!(backoff(&err(libc::ECONNABORTED)), Duration::ZERO);
+        assert_eq!(backoff(&err(libc::EMFILE)), Duration::from_millis(50));
+        assert_eq!(backoff(&err(libc::ENFILE)), Duration::from_millis(50));
+    }
+}
