@@ -117,9 +117,29 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Parsed, ParseError> {
     // RFC 9112 §2.2: a server SHOULD ignore at least one empty line before the request line.
     let skip = leading_empty_lines(buf);
     let rest = &buf[skip..];
+    if !request_line_complete(rest, limits, over)? {
+        return Ok(Parsed::Partial);
+    }
 
-    // The request line on its own, before httparse: its limit (414) is separate from the head's
-    // (431), and a well-formed but unsupported version must be told apart from garbage (505 vs 400).
+    let mut headers = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS_CAP];
+    let headers = &mut headers[..limits.max_headers.min(MAX_HEADERS_CAP)];
+    let mut req = httparse::Request::new(&mut []);
+    let used = match req.parse_with_uninit_headers(rest, headers) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if over => return Err(ParseError::HeadersTooLarge),
+        Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
+        Err(e) => return Err(httparse_error(e)),
+    };
+    let mut out = request_from_line(&req)?;
+    let framing = read_fields(&mut out, req.headers)?;
+    framing.apply(&mut out)?;
+    Ok(Parsed::Complete(out, skip + used))
+}
+
+/// Checks the request line on its own, before httparse: its limit (414) is separate from the
+/// head's (431), and a well-formed but unsupported version must be told apart from garbage (505
+/// vs 400). False while the line has not ended.
+fn request_line_complete(rest: &[u8], limits: &Limits, over: bool) -> Result<bool, ParseError> {
     let line_end = memchr_newline(rest);
     // Bytes that can never begin a request (binary garbage, a TLS ClientHello) are refused at
     // the first such byte, not after a line end or the header timeout. Only as far as the line
@@ -128,44 +148,30 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Parsed, ParseError> {
     check_line_start(&line[..line.len().min(limits.max_line + 1)])?;
     match line_end {
         // A trailing CR may be the first half of the line's CRLF: it does not count yet.
-        None if strip_cr(rest).len() > limits.max_line => return Err(ParseError::UriTooLong),
-        None if over => return Err(ParseError::HeadersTooLarge),
-        None => return Ok(Parsed::Partial),
-        Some(end) => {
-            let line = strip_cr(&rest[..end]);
-            if line.len() > limits.max_line {
-                return Err(ParseError::UriTooLong);
-            }
-            check_version(line)?;
-        }
+        None if strip_cr(rest).len() > limits.max_line => Err(ParseError::UriTooLong),
+        None if over => Err(ParseError::HeadersTooLarge),
+        None => Ok(false),
+        Some(_) if line.len() > limits.max_line => Err(ParseError::UriTooLong),
+        Some(_) => check_version(line).map(|()| true),
     }
+}
 
-    let mut headers = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS_CAP];
-    let headers = &mut headers[..limits.max_headers.min(MAX_HEADERS_CAP)];
-    let mut req = httparse::Request::new(&mut []);
-    let used = match req.parse_with_uninit_headers(rest, headers) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => {
-            return if over {
-                Err(ParseError::HeadersTooLarge)
-            } else {
-                Ok(Parsed::Partial)
-            };
+/// The status for what httparse refused.
+fn httparse_error(e: httparse::Error) -> ParseError {
+    match e {
+        httparse::Error::TooManyHeaders => ParseError::HeadersTooLarge,
+        httparse::Error::Version => ParseError::BadRequest("malformed version"),
+        httparse::Error::HeaderName => ParseError::BadRequest("malformed header name"),
+        httparse::Error::HeaderValue => ParseError::BadRequest("malformed header value"),
+        httparse::Error::NewLine | httparse::Error::Status => {
+            ParseError::BadRequest("malformed line ending")
         }
-        Err(httparse::Error::TooManyHeaders) => return Err(ParseError::HeadersTooLarge),
-        Err(httparse::Error::Version) => return Err(ParseError::BadRequest("malformed version")),
-        Err(httparse::Error::HeaderName) => {
-            return Err(ParseError::BadRequest("malformed header name"))
-        }
-        Err(httparse::Error::HeaderValue) => {
-            return Err(ParseError::BadRequest("malformed header value"))
-        }
-        Err(httparse::Error::NewLine) | Err(httparse::Error::Status) => {
-            return Err(ParseError::BadRequest("malformed line ending"))
-        }
-        Err(httparse::Error::Token) => return Err(ParseError::BadRequest("malformed token")),
-    };
+        httparse::Error::Token => ParseError::BadRequest("malformed token"),
+    }
+}
 
+/// The request from its line (method, target, version), with no fields read yet.
+fn request_from_line(req: &httparse::Request) -> Result<Request, ParseError> {
     let method_text = req.method.unwrap_or_default();
     let target = req.path.unwrap_or_default();
     // httparse lets bytes >= 0x80 through in the target; a raw (unencoded) non-ASCII byte is not
@@ -179,8 +185,7 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Parsed, ParseError> {
         Some(0) => Version::Http10,
         _ => Version::Http11,
     };
-
-    let mut out = Request {
+    Ok(Request {
         method: Method::from_token(method_text),
         method_text: method_text.to_owned(),
         target: target.to_owned(),
@@ -193,86 +198,108 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Parsed, ParseError> {
         if_range: None,
         referer: None,
         user_agent: None,
-    };
+    })
+}
 
-    let mut hosts = 0;
-    let mut content_length: Option<u64> = None;
-    let mut transfer_encoding: Option<&[u8]> = None;
-    let mut conn_close = false;
-    let mut conn_keep_alive = false;
-    for h in req.headers.iter() {
-        let name = h.name;
-        let value = h.value;
-        // httparse accepts any byte >= 0x80 and HTAB in values but rejects CR/LF and other controls,
-        // so a bare CR inside a value is already an error; nothing else to check here.
+/// What the fields say about framing and the connection, checked once all are read.
+#[derive(Default)]
+struct Framing<'a> {
+    hosts: usize,
+    content_length: Option<u64>,
+    transfer_encoding: Option<&'a [u8]>,
+    conn_close: bool,
+    conn_keep_alive: bool,
+}
+
+/// Reads the fields the server acts on into `out`, and the framing ones into a [`Framing`].
+fn read_fields<'a>(
+    out: &mut Request,
+    fields: &[httparse::Header<'a>],
+) -> Result<Framing<'a>, ParseError> {
+    let mut f = Framing::default();
+    for h in fields {
+        let (name, value) = (h.name, h.value);
+        // httparse accepts any byte >= 0x80 and HTAB in values but rejects CR/LF and other
+        // controls, so a bare CR inside a value is already an error; nothing else to check here.
         if name.eq_ignore_ascii_case("host") {
-            hosts += 1;
+            f.hosts += 1;
         } else if name.eq_ignore_ascii_case("content-length") {
-            if content_length.is_some() {
+            if f.content_length.is_some() {
                 return Err(ParseError::BadRequest("duplicate Content-Length"));
             }
-            content_length = Some(parse_content_length(value)?);
+            f.content_length = Some(parse_content_length(value)?);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            if transfer_encoding.is_some() {
+            if f.transfer_encoding.is_some() {
                 return Err(ParseError::BadRequest("duplicate Transfer-Encoding"));
             }
-            transfer_encoding = Some(value);
+            f.transfer_encoding = Some(value);
         } else if name.eq_ignore_ascii_case("connection") {
             for token in value.split(|&b| b == b',') {
                 let token = trim(token);
-                if token.eq_ignore_ascii_case(b"close") {
-                    conn_close = true;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                    conn_keep_alive = true;
-                }
+                f.conn_close |= token.eq_ignore_ascii_case(b"close");
+                f.conn_keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
             }
-        } else if name.eq_ignore_ascii_case("if-none-match") {
-            // Several If-None-Match lines are one list (RFC 9110 §5.3).
-            let v = text(value)?;
-            match &mut out.if_none_match {
-                Some(list) => {
-                    list.push_str(", ");
-                    list.push_str(v);
-                }
-                None => out.if_none_match = Some(v.to_owned()),
-            }
-        } else if name.eq_ignore_ascii_case("if-modified-since") {
-            out.if_modified_since.get_or_insert(text(value)?.to_owned());
-        } else if name.eq_ignore_ascii_case("range") {
-            out.range.get_or_insert(text(value)?.to_owned());
-        } else if name.eq_ignore_ascii_case("if-range") {
-            out.if_range.get_or_insert(text(value)?.to_owned());
-        } else if name.eq_ignore_ascii_case("referer") {
-            out.referer = Some(String::from_utf8_lossy(value).into_owned());
-        } else if name.eq_ignore_ascii_case("user-agent") {
-            out.user_agent = Some(String::from_utf8_lossy(value).into_owned());
-        }
-    }
-
-    // RFC 9112 §3.2: a 1.1 request without exactly one Host is a 400; 1.0 may omit it.
-    if hosts > 1 || (hosts == 0 && version == Version::Http11) {
-        return Err(ParseError::BadRequest("a request needs exactly one Host"));
-    }
-    // RFC 9112 §6.1: both framings at once is a smuggling attempt.
-    if let Some(te) = transfer_encoding {
-        if content_length.is_some() {
-            return Err(ParseError::BadRequest(
-                "both Content-Length and Transfer-Encoding",
-            ));
-        }
-        let last = te.rsplit(|&b| b == b',').next().map(trim).unwrap_or(b"");
-        return Err(if last.eq_ignore_ascii_case(b"chunked") {
-            ParseError::LengthRequired
         } else {
-            ParseError::NotImplemented
-        });
+            read_field(out, name, value)?;
+        }
     }
-    out.body_len = content_length.unwrap_or(0);
-    out.keep_alive = match version {
-        Version::Http11 => !conn_close,
-        Version::Http10 => conn_keep_alive && !conn_close,
-    };
-    Ok(Parsed::Complete(out, skip + used))
+    Ok(f)
+}
+
+/// One of the fields that do not affect framing: validators, ranges, and what the log keeps.
+fn read_field(out: &mut Request, name: &str, value: &[u8]) -> Result<(), ParseError> {
+    if name.eq_ignore_ascii_case("if-none-match") {
+        // Several If-None-Match lines are one list (RFC 9110 §5.3).
+        let v = text(value)?;
+        match &mut out.if_none_match {
+            Some(list) => {
+                list.push_str(", ");
+                list.push_str(v);
+            }
+            None => out.if_none_match = Some(v.to_owned()),
+        }
+    } else if name.eq_ignore_ascii_case("if-modified-since") {
+        out.if_modified_since.get_or_insert(text(value)?.to_owned());
+    } else if name.eq_ignore_ascii_case("range") {
+        out.range.get_or_insert(text(value)?.to_owned());
+    } else if name.eq_ignore_ascii_case("if-range") {
+        out.if_range.get_or_insert(text(value)?.to_owned());
+    } else if name.eq_ignore_ascii_case("referer") {
+        out.referer = Some(String::from_utf8_lossy(value).into_owned());
+    } else if name.eq_ignore_ascii_case("user-agent") {
+        out.user_agent = Some(String::from_utf8_lossy(value).into_owned());
+    }
+    Ok(())
+}
+
+impl Framing<'_> {
+    /// The framing rules of RFC 9112, then the body length and keep-alive wish into `out`.
+    fn apply(self, out: &mut Request) -> Result<(), ParseError> {
+        // RFC 9112 §3.2: a 1.1 request without exactly one Host is a 400; 1.0 may omit it.
+        if self.hosts > 1 || (self.hosts == 0 && out.version == Version::Http11) {
+            return Err(ParseError::BadRequest("a request needs exactly one Host"));
+        }
+        // RFC 9112 §6.1: both framings at once is a smuggling attempt.
+        if let Some(te) = self.transfer_encoding {
+            if self.content_length.is_some() {
+                return Err(ParseError::BadRequest(
+                    "both Content-Length and Transfer-Encoding",
+                ));
+            }
+            let last = te.rsplit(|&b| b == b',').next().map(trim).unwrap_or(b"");
+            return Err(if last.eq_ignore_ascii_case(b"chunked") {
+                ParseError::LengthRequired
+            } else {
+                ParseError::NotImplemented
+            });
+        }
+        out.body_len = self.content_length.unwrap_or(0);
+        out.keep_alive = match out.version {
+            Version::Http11 => !self.conn_close,
+            Version::Http10 => self.conn_keep_alive && !self.conn_close,
+        };
+        Ok(())
+    }
 }
 
 /// Bytes of CRLF / LF lines before the request line.

@@ -485,3 +485,26 @@ fn pipelining_large_responses_with_backpressure() {
         c.assert_closed("after 30 pipelined large answers");
     });
 }
+
+/// Bytes that can never begin a request (a TLS ClientHello, binary garbage) are refused at once,
+/// with no line end and long before the header timeout (set to a minute here: the 400, not a
+/// 408, shows the server did not wait for it).
+#[test]
+fn bytes_that_cannot_start_a_request_get_400_at_once() {
+    // The first bytes of a TLS 1.2/1.3 ClientHello record, and a NUL-led binary blob.
+    let inputs: [&[u8]; 2] = [
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+        b"\x00\x01\x02\x03\xff\xfe",
+    ];
+    for_each_arch(|arch| {
+        let srv = Server::start_with(arch, &["--header-timeout", "60"]);
+        for input in inputs {
+            let mut c = srv.connect();
+            c.send(input);
+            let r = c.response();
+            assert_eq!(r.status, 400, "{}: {}", show(input), r.summary());
+            assert!(r.says_close(), "{}", r.summary());
+            c.assert_closed("after refusing bytes that cannot start a request");
+        }
+    });
+}
