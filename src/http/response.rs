@@ -39,8 +39,8 @@ pub struct HeadWriter<'a> {
 }
 
 /// A field value, appended as bytes. Strings and numbers are copied and formatted directly:
-/// through `core::fmt` (`write!`), the eight fields of a file response were a sixth of the
-/// user-space instructions of a keep-alive request (callgrind; see the commit message).
+/// through `core::fmt` (`write!`), the eight fields of a file response cost a sixth of the
+/// user-space instructions of a keep-alive request (callgrind).
 pub trait FieldValue {
     fn append_to(&self, out: &mut Vec<u8>);
 }

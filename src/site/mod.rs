@@ -115,8 +115,8 @@ impl Site {
         // A file this thread served for the same path, if the path still leads to it: one
         // statx instead of openat2 + fstat + close per file opened (twice for `/`), and while
         // inotify reports no change not even that, nor a read for a small file. Measured
-        // (h2load --h1 -c64, GET /): syscalls per request 9.0 -> 4.0 -> 3.0 (recvfrom, the
-        // watcher's ioctl, sendto); see docs/BENCHMARKS.md.
+        // (h2load --h1 -c64, GET /): 3 syscalls per request with the cache (recvfrom, the
+        // watcher's ioctl, sendto), 9 without; see docs/BENCHMARKS.md.
         if let Some(hit) = open_files::lookup(&self.root, self.id, &norm.rel, norm.dir_form) {
             let v = &hit.validators;
             return Plan::Reply(serve_file(
@@ -329,8 +329,8 @@ fn redirect_to_dir(rel: &str, ctx: Ctx, head_only: bool) -> Reply {
 /// out behind the head, without reading the file).
 ///
 /// Each reply's head buffer is allocated once, where its size is known: `HEAD_ROOM` for the head
-/// fields, plus the body for a single part the connection loop will inline (a 304 or a HEAD
-/// answer used to reserve room for a body it never carries).
+/// fields, plus the body for a single part the executor will inline (not for a 304 or a HEAD
+/// answer, which carry no body).
 fn serve_file(
     req: &Request,
     (file, bytes): (Arc<File>, Option<Arc<[u8]>>),
