@@ -11,6 +11,8 @@
 //! - [`arch`]: the architectures (who runs the loops) and their registry.
 //! - [`listener`], [`shutdown`], [`config`], [`cli`]: binding, signals, validated settings, flags.
 //! - [`descriptors`]: the open-file limit, shared between the file cache and connections.
+//! - [`upgrade`]: replacing the running binary on SIGUSR2 without refusing a connection, and
+//!   socket activation.
 //! - [`access_log`]: the Combined Log Format access log, buffered per worker thread.
 //! - [`client`]: `send` (raw client) and `load` (load generator).
 //! - [`compare`]: `compare`: every architecture under the seed's workloads and more; CSV, JSON,
@@ -27,3 +29,4 @@ pub mod http;
 pub mod listener;
 pub mod shutdown;
 pub mod site;
+pub mod upgrade;

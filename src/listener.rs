@@ -84,12 +84,6 @@ fn set_defer_accept(socket: &Socket, secs: libc::c_int) -> io::Result<()> {
     }
 }
 
-/// Stops a listening socket for every thread and process sharing it: on Linux, shutdown(SHUT_RD)
-/// on a listener wakes every accept() blocked on it with EINVAL, and later ones fail at once.
-pub fn stop_accepting(listener: &TcpListener) {
-    let _ = socket2::SockRef::from(listener).shutdown(std::net::Shutdown::Read);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,16 +148,5 @@ mod tests {
         let silent = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let (_, peer) = l.accept().unwrap();
         assert_eq!(peer, silent.local_addr().unwrap());
-    }
-
-    #[test]
-    fn stop_accepting_wakes_a_blocked_accept() {
-        let l =
-            std::sync::Arc::new(bind("127.0.0.1:0".parse().unwrap(), Listen::default()).unwrap());
-        let l2 = l.clone();
-        let t = std::thread::spawn(move || l2.accept().is_err());
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        stop_accepting(&l);
-        assert!(t.join().unwrap());
     }
 }

@@ -36,6 +36,9 @@ fn main() -> ExitCode {
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // First, before any thread or child exists, so all of them inherit the blocked mask.
     let signals = Signals::block().context("blocking termination signals")?;
+    // Sockets handed over by the server this one replaces, or by systemd (also before any
+    // thread: it edits the environment).
+    let inherited = archserve::upgrade::inherited_listeners().context("inherited sockets")?;
     // Before the configuration, whose connection cap derives from the raised limit.
     archserve::descriptors::raise_nofile_limit();
     let config = args.config().map_err(anyhow::Error::msg)?;
@@ -46,8 +49,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         archserve::access_log::open(path)
             .with_context(|| format!("access log {}", path.display()))?;
     }
-    let listener = archserve::listener::bind(config.addr, config.listen)
-        .with_context(|| format!("cannot listen on {}", config.addr))?;
+    let (listener, inherited) = match inherited {
+        Some(mut sockets) => {
+            let first = sockets.remove(0);
+            (first, sockets)
+        }
+        None => {
+            let listener = archserve::listener::bind(config.addr, config.listen)
+                .with_context(|| format!("cannot listen on {}", config.addr))?;
+            (listener, Vec::new())
+        }
+    };
     arch::say(format_args!(
         "Server listening on {}",
         listener.local_addr()?
@@ -58,8 +70,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.workers,
         site.root().display()
     );
+    // Everything that can fail at start-up has passed: a predecessor may stop accepting now
+    // (the kernel queues connections on the shared socket until the workers take them).
+    archserve::upgrade::notify_ready();
     (arch.run)(Server {
         listener,
+        inherited,
         config,
         site,
         signals,

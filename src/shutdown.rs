@@ -1,18 +1,25 @@
-//! Termination signals and the per-process stop flag.
+//! Termination and upgrade signals, and the per-process stop flag.
 //!
-//! SIGINT/SIGTERM are blocked in the main thread before any worker exists, so threads and forked
+//! SIGINT/SIGTERM (stop) and SIGUSR2 (upgrade: start a successor, then drain) are blocked in the main thread before any worker exists, so threads and forked
 //! children inherit the mask and no signal lands in a random worker thread. Then each kind of
 //! process takes them its own way: a supervisor or thread-pool master waits with sigwait; a forked
 //! blocking worker installs a flag-setting handler (no SA_RESTART, so a blocked accept/read
 //! returns EINTR and sees the flag); an event loop unblocks them for tokio's signal driver.
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
 
-/// Set once when this process begins shutting down. A process-wide static because a signal
-/// handler can reach nothing else; each forked process has its own copy.
-static STOPPING: AtomicBool = AtomicBool::new(false);
+/// This process's mode: [`RUNNING`], [`DRAINING`] or [`STOPPING`], only ever raised. A
+/// process-wide static because a signal handler can reach nothing else; each forked process has
+/// its own copy.
+static MODE: AtomicU8 = AtomicU8::new(RUNNING);
+const RUNNING: u8 = 0;
+/// Not accepting; requests are answered with `Connection: close`; idle keep-alive connections
+/// are kept until their next request (so none is closed under a client that is sending one).
+const DRAINING: u8 = 1;
+/// Not accepting; idle connections are closed at once.
+const STOPPING: u8 = 2;
 
 /// The termination signals, blocked; create it first thing in `main`.
 #[derive(Debug)]
@@ -24,11 +31,12 @@ fn termination_set() -> SigSet {
     let mut set = SigSet::empty();
     set.add(Signal::SIGINT);
     set.add(Signal::SIGTERM);
+    set.add(Signal::SIGUSR2);
     set
 }
 
 impl Signals {
-    /// Blocks SIGINT and SIGTERM in the calling thread (and so in every thread or child it makes).
+    /// Blocks SIGINT, SIGTERM and SIGUSR2 in the calling thread (and so in every thread or child it makes).
     pub fn block() -> io::Result<Signals> {
         let set = termination_set();
         nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
@@ -36,7 +44,7 @@ impl Signals {
         Ok(Signals { set })
     }
 
-    /// Waits until SIGINT or SIGTERM arrives; returns which.
+    /// Waits until SIGINT, SIGTERM or SIGUSR2 arrives; returns which.
     pub fn wait(&self) -> io::Result<Signal> {
         self.set.wait().map_err(io::Error::from)
     }
@@ -53,19 +61,25 @@ impl Signals {
             .map_err(io::Error::from)
     }
 
-    /// For a single-threaded blocking process: SIGINT/SIGTERM set the stop flag and interrupt
-    /// the blocking call in progress (EINTR), then are unblocked.
+    /// For a single-threaded blocking process: SIGINT/SIGTERM set the stop flag, SIGUSR2 the
+    /// drain flag (a worker told its master was replaced), and interrupt the blocking call in
+    /// progress (EINTR); then they are unblocked.
     pub fn stop_on_signal(self) -> io::Result<()> {
-        extern "C" fn on_signal(_: libc::c_int) {
-            // Only an atomic store: async-signal-safe.
-            STOPPING.store(true, Ordering::SeqCst);
+        extern "C" fn on_signal(sig: libc::c_int) {
+            // Only an atomic update: async-signal-safe.
+            let mode = if sig == libc::SIGUSR2 {
+                DRAINING
+            } else {
+                STOPPING
+            };
+            MODE.fetch_max(mode, Ordering::SeqCst);
         }
         let action = SigAction::new(
             SigHandler::Handler(on_signal),
             SaFlags::empty(), // no SA_RESTART: blocked syscalls return EINTR
             SigSet::empty(),
         );
-        for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGUSR2] {
             // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
             unsafe { nix::sys::signal::sigaction(sig, &action) }.map_err(io::Error::from)?;
         }
@@ -78,11 +92,24 @@ impl Signals {
 pub struct Stop;
 
 impl Stop {
+    /// Stop: no more accepting, idle connections close now, in-flight requests finish.
     pub fn trigger(&self) {
-        STOPPING.store(true, Ordering::SeqCst);
+        MODE.fetch_max(STOPPING, Ordering::SeqCst);
     }
 
+    /// Drain (this server was replaced): no more accepting or keep-alive, but an idle
+    /// connection is closed only after answering its next request or at its idle timeout.
+    pub fn drain(&self) {
+        MODE.fetch_max(DRAINING, Ordering::SeqCst);
+    }
+
+    /// Stopping or draining: accept nothing more, keep no connection alive.
     pub fn is_set(&self) -> bool {
-        STOPPING.load(Ordering::Relaxed)
+        MODE.load(Ordering::Relaxed) != RUNNING
+    }
+
+    /// Stopping: close idle connections now.
+    pub fn closes_idle(&self) -> bool {
+        MODE.load(Ordering::Relaxed) == STOPPING
     }
 }

@@ -3,7 +3,7 @@
 //! CPU work (`/cpu`) runs on the loop and every other client waits behind it.
 use std::io;
 
-use super::{serve_evented, Arch, Server, Workers, EVENTED_IDLE};
+use super::{serve_evented, Arch, OnUpgrade, Server, Workers, EVENTED_IDLE};
 
 pub const ARCH: Arch = Arch {
     name: "async",
@@ -20,10 +20,18 @@ fn run(server: Server) -> io::Result<()> {
         config,
         site,
         signals,
+        ..
     } = server;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     super::announce_worker(listener.local_addr()?);
-    serve_evented(&runtime, listener, &config, site, signals)
+    serve_evented(
+        &runtime,
+        listener,
+        &config,
+        site,
+        signals,
+        OnUpgrade::Replace,
+    )
 }

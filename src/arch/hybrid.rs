@@ -5,7 +5,7 @@
 use std::io;
 use std::net::TcpListener;
 
-use super::{serve_evented, supervisor, Arch, Server, Workers, EVENTED_IDLE};
+use super::{serve_evented, supervisor, Arch, OnUpgrade, Server, Workers, EVENTED_IDLE};
 use crate::config::Config;
 use crate::shutdown::Signals;
 use crate::site::Site;
@@ -32,7 +32,14 @@ fn worker(listener: TcpListener, config: &Config, site: &Site, signals: Signals)
             .enable_all()
             .build()?;
         super::announce_worker(listener.local_addr()?);
-        serve_evented(&runtime, listener, config, site.try_clone()?, signals)
+        serve_evented(
+            &runtime,
+            listener,
+            config,
+            site.try_clone()?,
+            signals,
+            OnUpgrade::Drain,
+        )
     })();
     match result {
         Ok(()) => 0,

@@ -14,6 +14,7 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use crate::config::Config;
+pub use crate::conn::accept::OnUpgrade;
 use crate::shutdown::Signals;
 use crate::site::Site;
 
@@ -22,6 +23,9 @@ use crate::site::Site;
 #[derive(Debug)]
 pub struct Server {
     pub listener: TcpListener,
+    /// More sockets of the listener's SO_REUSEPORT group, handed over by the server this one
+    /// replaced (`--reuseport`; see `upgrade`). Empty otherwise.
+    pub inherited: Vec<TcpListener>,
     pub config: Config,
     pub site: Site,
     pub signals: Signals,
@@ -118,6 +122,7 @@ pub fn serve_evented(
     config: &Config,
     site: Site,
     signals: Signals,
+    on_upgrade: OnUpgrade,
 ) -> io::Result<()> {
     use crate::conn::accept::{evented_loop, Shared};
     let shared = std::sync::Arc::new(Shared::new(site, config.conn));
@@ -127,6 +132,7 @@ pub fn serve_evented(
         shared,
         signals,
         config.grace,
+        on_upgrade,
     ))
 }
 

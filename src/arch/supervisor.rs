@@ -7,6 +7,7 @@
 //! so there is no handler and no race between "a child died" and "we were asked to stop".
 use std::io;
 use std::net::TcpListener;
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
@@ -39,6 +40,7 @@ struct Slot {
 pub fn run(server: Server, worker: WorkerFn) -> io::Result<()> {
     let Server {
         listener,
+        inherited,
         config,
         site,
         signals,
@@ -53,10 +55,13 @@ pub fn run(server: Server, worker: WorkerFn) -> io::Result<()> {
     // Shared listener: every worker accepts on the one socket. --reuseport: a socket per slot in
     // one SO_REUSEPORT group, bound now; a replacement worker takes over its slot's socket, so
     // connections queued there while the slot was empty are served, not lost.
+    // (After an upgrade, the group's sockets are the ones handed over, so nothing queued in
+    // them is lost.)
     let mut listeners = vec![listener];
+    listeners.extend(inherited);
     if config.listen.reuseport {
         let addr = listeners[0].local_addr()?;
-        for _ in 1..config.workers {
+        while listeners.len() < config.workers {
             listeners.push(crate::listener::bind(addr, config.listen)?);
         }
     }
@@ -87,14 +92,26 @@ pub fn run(server: Server, worker: WorkerFn) -> io::Result<()> {
         }
         match wait_signal(&waited, TICK) {
             Some(Signal::SIGCHLD) | None => {}
+            Some(Signal::SIGUSR2) => {
+                let fds: Vec<_> = master.listeners.iter().map(|l| l.as_raw_fd()).collect();
+                if crate::upgrade::replace_self(&fds) {
+                    break Signal::SIGUSR2;
+                }
+            }
             Some(sig) => break sig,
         }
     };
 
     tracing::info!("{signal:?}: stopping workers, grace {:?}", config.grace);
     drop(master); // close our listener copy: once the workers exit, the port is free
+                  // SIGUSR2 tells the workers to drain (their master was replaced), the others to stop.
+    let told = if signal == Signal::SIGUSR2 {
+        Signal::SIGUSR2
+    } else {
+        Signal::SIGTERM
+    };
     for pid in slots.iter().filter_map(|s| s.pid) {
-        let _ = kill(pid, Signal::SIGTERM);
+        let _ = kill(pid, told);
     }
     // Workers get the grace period, plus a little for their own exit.
     let deadline = Instant::now() + config.grace + Duration::from_millis(500);

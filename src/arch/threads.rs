@@ -5,12 +5,12 @@
 //! is exclusive: no thundering herd). A busy thread serves no one else, so N bounds both the
 //! parallelism and the number of clients served at once; the others wait in the backlog.
 use std::io;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{announce_worker, Arch, Server, Workers, BLOCKING_IDLE};
 use crate::conn::accept;
-use crate::listener;
 use crate::shutdown::Stop;
 
 pub const ARCH: Arch = Arch {
@@ -28,6 +28,7 @@ fn run(server: Server) -> io::Result<()> {
         config,
         site,
         signals,
+        ..
     } = server;
     let addr = listener.local_addr()?;
     let shared = Arc::new((listener, site, config));
@@ -46,10 +47,19 @@ fn run(server: Server) -> io::Result<()> {
         workers.push(handle);
     }
 
-    let signal = signals.wait()?;
-    tracing::info!("{signal:?}: stopping, grace {:?}", shared.2.grace);
-    stop.trigger();
-    listener::stop_accepting(&shared.0);
+    loop {
+        let signal = signals.wait()?;
+        tracing::info!("{signal:?}: stopping, grace {:?}", shared.2.grace);
+        if signal != nix::sys::signal::Signal::SIGUSR2 {
+            stop.trigger();
+            break;
+        }
+        if crate::upgrade::replace_self(&[shared.0.as_raw_fd()]) {
+            stop.drain();
+            break;
+        }
+    }
+    // The workers notice within their accept poll (see `accept::blocking_loop`).
 
     let deadline = Instant::now() + shared.2.grace;
     while workers.iter().any(|w| !w.is_finished()) {

@@ -53,15 +53,27 @@ fn accept4(listener: &TcpListener, flags: libc::c_int) -> io::Result<std::net::T
     Ok(unsafe { std::net::TcpStream::from_raw_fd(fd) })
 }
 
+/// How often a blocking accept() wakes to notice a shutdown (the listener's SO_RCVTIMEO, which
+/// accept honours). Not shutdown(SHUT_RD) on the listener: the socket may be shared with the
+/// server that replaced this one (see `upgrade`), and that would stop it for both.
+const ACCEPT_POLL: Duration = Duration::from_millis(200);
+
 /// A blocking worker's loop (a `threads` thread, a `processes` worker): accept a connection,
 /// serve it to its end, until shutdown. A blocking worker holds one connection at a time, so
 /// the worker count is the connection cap: the others wait in the backlog.
 pub fn blocking_loop(listener: &TcpListener, site: &Site, limits: &ConnLimits) {
+    if let Err(e) = socket2::SockRef::from(listener).set_read_timeout(Some(ACCEPT_POLL)) {
+        tracing::warn!("listener SO_RCVTIMEO: {e}; shutdown waits for a connection");
+    }
     while !Stop.is_set() {
         match accept4(listener, 0) {
             Ok(stream) => super::blocking::serve(stream, site, &limits.rules, Stop),
             Err(_) if Stop.is_set() => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
+                ) => {}
             Err(e) => std::thread::sleep(backoff(&e)),
         }
     }
@@ -139,8 +151,8 @@ async fn accept(listener: &AsyncFd<TcpListener>) -> io::Result<tokio::net::TcpSt
 }
 
 /// At the connection cap: asks some idle connections to close, and waits until one has.
-/// Returns false if a termination signal came first.
-async fn make_room(shared: &Shared, signals: &mut Signals) -> bool {
+/// Returns the signal if one came first.
+async fn make_room(shared: &Shared, signals: &mut Signals) -> Option<Asked> {
     while shared.active.load(Ordering::Acquire) >= shared.limits.max_conns {
         for _ in 0..SHED_BATCH {
             shared.close_idle.notify_one();
@@ -151,30 +163,59 @@ async fn make_room(shared: &Shared, signals: &mut Signals) -> bool {
         if shared.active.load(Ordering::Acquire) >= shared.limits.max_conns {
             tokio::select! {
                 _ = freed => {}
-                _ = signals.recv() => return false,
+                asked = signals.recv() => return Some(asked),
             }
         }
     }
-    true
+    None
 }
 
-/// SIGTERM and SIGINT, as tokio streams.
+/// SIGTERM, SIGINT and SIGUSR2, as tokio streams.
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    usr2: tokio::signal::unix::Signal,
+}
+
+/// What a signal asks of an event loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Asked {
+    Stop,
+    /// SIGUSR2: replace this server (a master) or drain (a worker whose master was replaced).
+    Upgrade,
 }
 
 impl Signals {
-    async fn recv(&mut self) {
+    fn new() -> io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            usr2: signal(SignalKind::user_defined2())?,
+        })
+    }
+
+    async fn recv(&mut self) -> Asked {
         tokio::select! {
-            _ = self.term.recv() => {}
-            _ = self.int.recv() => {}
+            _ = self.term.recv() => Asked::Stop,
+            _ = self.int.recv() => Asked::Stop,
+            _ = self.usr2.recv() => Asked::Upgrade,
         }
     }
+}
+
+/// Who answers SIGUSR2 in an event loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnUpgrade {
+    /// The server's own process (`async`, `work-stealing`): start the successor, then drain.
+    Replace,
+    /// A worker of a supervised server: its master started the successor; drain.
+    Drain,
 }
 
 /// The accept loop of one event loop: spawns a task per connection until SIGINT/SIGTERM, then
 /// stops accepting, tells idle connections to close, and waits (up to `grace`) for the rest.
+/// On SIGUSR2, as `on_upgrade` says: replace the server, then drain (see `upgrade`).
 /// `deferred`: the listener has TCP_DEFER_ACCEPT (see `evented::serve`'s `read_at_once`).
 ///
 /// One connection per wake-up (nginx's `multi_accept off`): after each accept the loop yields,
@@ -188,45 +229,71 @@ pub async fn evented_loop(
     shared: Arc<Shared>,
     signals: crate::shutdown::Signals,
     grace: Duration,
+    on_upgrade: OnUpgrade,
 ) -> io::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
     listener.set_nonblocking(true)?;
     // SAFETY: the AsyncFd owns the listener, which nothing closes or replaces while registered.
     let listener = unsafe { AsyncFd::register_with_interest(listener, Interest::READABLE)? };
     // Register tokio's handlers, and only then let the signals through.
-    let mut sig = Signals {
-        term: signal(SignalKind::terminate())?,
-        int: signal(SignalKind::interrupt())?,
-    };
+    let mut sig = Signals::new()?;
     signals.unblock()?;
-    loop {
-        if !make_room(&shared, &mut sig).await {
-            break;
-        }
-        tokio::select! {
-            r = accept(&listener) => match r {
-                Ok(stream) => {
-                    // Counted now, not when the task first runs, so the cap check sees it.
-                    let guard = Active::new(&shared);
-                    tokio::spawn(super::evented::serve(stream, Arc::clone(&shared), guard, deferred));
-                    tokio::task::yield_now().await;
+    let drain_only = loop {
+        let asked = match make_room(&shared, &mut sig).await {
+            Some(asked) => Some(asked),
+            None => accept_one(&listener, &shared, deferred, &mut sig).await,
+        };
+        match (asked, on_upgrade) {
+            (None, _) => {}
+            (Some(Asked::Stop), _) => break false,
+            (Some(Asked::Upgrade), OnUpgrade::Drain) => break true,
+            (Some(Asked::Upgrade), OnUpgrade::Replace) => {
+                let fd = std::os::fd::AsRawFd::as_raw_fd(listener.get_ref());
+                let replaced =
+                    tokio::task::spawn_blocking(move || crate::upgrade::replace_self(&[fd]));
+                if replaced.await.unwrap_or(false) {
+                    break true;
                 }
-                Err(e) => tokio::time::sleep(backoff(&e)).await,
-            },
-            _ = sig.recv() => break,
+            }
         }
-    }
+    };
     drop(listener);
-    drain(&shared, grace).await;
+    drain(&shared, grace, drain_only).await;
     Ok(())
 }
 
-/// Shutdown: idle connections close, the rest get up to `grace` to finish.
-async fn drain(shared: &Shared, grace: Duration) {
+/// Accepts one connection and spawns its task, unless a signal comes first.
+async fn accept_one(
+    listener: &AsyncFd<TcpListener>,
+    shared: &Arc<Shared>,
+    deferred: bool,
+    sig: &mut Signals,
+) -> Option<Asked> {
+    tokio::select! {
+        r = accept(listener) => match r {
+            Ok(stream) => {
+                // Counted now, not when the task first runs, so the cap check sees it.
+                let guard = Active::new(shared);
+                tokio::spawn(super::evented::serve(stream, Arc::clone(shared), guard, deferred));
+                tokio::task::yield_now().await;
+            }
+            Err(e) => tokio::time::sleep(backoff(&e)).await,
+        },
+        asked = sig.recv() => return Some(asked),
+    }
+    None
+}
+
+/// Shutdown: idle connections close (`drain_only`: after their next request), the rest get up
+/// to `grace` to finish.
+async fn drain(shared: &Shared, grace: Duration, drain_only: bool) {
     tracing::info!("stopping, grace {grace:?}");
-    Stop.trigger();
-    shared.close_idle.notify_waiters();
-    shared.stopping.notify_waiters();
+    if drain_only {
+        Stop.drain();
+    } else {
+        Stop.trigger();
+        shared.close_idle.notify_waiters();
+        shared.stopping.notify_waiters();
+    }
     // Every connection task holds an `Active`; each one ending wakes us (Stop is set).
     let drained = tokio::time::timeout(grace, async {
         loop {

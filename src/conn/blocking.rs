@@ -53,7 +53,7 @@ impl Blocking {
         let mut conn = Conn::new(Instant::now());
         let mut request: Option<Request> = None;
         loop {
-            match conn.poll(rules, Instant::now(), &self.buf, stop.is_set()) {
+            match conn.poll(rules, Instant::now(), &self.buf, stop.closes_idle()) {
                 Step::Read { deadline, idle } => self.read(&mut conn, deadline, idle, stop)?,
                 Step::LastLook => self.last_look(&mut conn)?,
                 Step::Request(req, used) => {
@@ -98,7 +98,7 @@ impl Blocking {
         stop: Stop,
     ) -> io::Result<()> {
         loop {
-            if idle && stop.is_set() {
+            if idle && stop.closes_idle() {
                 return Ok(());
             }
             let now = Instant::now();

@@ -136,7 +136,7 @@ pub fn serve<G: Send + 'static>(
                 notified.as_mut().enable();
             }
             let waited = std::future::poll_fn(|cx| {
-                if idle && Stop.is_set() {
+                if idle && Stop.closes_idle() {
                     return Poll::Ready(Ok(Wait::Stopping));
                 }
                 if let Poll::Ready(r) = stream.poll_read_ready(cx) {
@@ -155,7 +155,7 @@ pub fn serve<G: Send + 'static>(
                 Ok(Wait::Ready) => read = Read::Ready,
                 Ok(Wait::TimedOut) => conn.on_timeout(),
                 // Woken to make room under the connection cap: close.
-                Ok(Wait::Stopping) if !Stop.is_set() => return,
+                Ok(Wait::Stopping) if !Stop.closes_idle() => return,
                 // Shutdown: the state machine asks for a last look.
                 Ok(Wait::Stopping) => {}
                 Err(e) => return tracing::debug!("connection ended: {e}"),
@@ -176,7 +176,7 @@ fn drive<'a>(
 ) -> io::Result<Next<'a>> {
     let rules = &shared.limits.rules;
     loop {
-        let req = match conn.poll(rules, Instant::now(), buf, Stop.is_set()) {
+        let req = match conn.poll(rules, Instant::now(), buf, Stop.closes_idle()) {
             Step::Read { deadline, idle } => {
                 let how = std::mem::replace(&mut read, Read::No);
                 if how == Read::No {
@@ -339,7 +339,7 @@ fn read_into(
         };
         let bytes = &scratch[..n];
         let rules = &shared.limits.rules;
-        match conn.poll(rules, Instant::now(), bytes, Stop.is_set()) {
+        match conn.poll(rules, Instant::now(), bytes, Stop.closes_idle()) {
             Step::Request(req, used) => {
                 buf.extend_from_slice(&bytes[used..]);
                 Ok(Some(req))
@@ -396,7 +396,7 @@ async fn with_body(
 ) -> io::Result<Flow> {
     let rules = &shared.limits.rules;
     loop {
-        match conn.poll(rules, Instant::now(), buf, Stop.is_set()) {
+        match conn.poll(rules, Instant::now(), buf, Stop.closes_idle()) {
             Step::Discard(n) => {
                 buf.drain(..n);
             }
