@@ -85,8 +85,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 /// mimalloc instead of glibc's malloc: an idle keep-alive connection is two 128-byte-aligned
 /// allocations (tokio's task cell and I/O registration), and glibc's `memalign` leaves pieces
-/// around each that nothing reuses. 10,000 idle connections cost 1,131 B each with glibc and
-/// 629 (`async`) to 812 B (`hybrid`) with mimalloc (`scripts/bench-servers --tests rss`); CPU
-/// per keep-alive request did not change measurably.
+/// around each that nothing reuses. `archserve compare --workload idle` measures what an idle
+/// connection costs; docs/BENCHMARKS.md quotes the committed run.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

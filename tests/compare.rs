@@ -1,6 +1,7 @@
 //! `archserve compare` end to end: a tiny sweep of two architectures produces every file (the
-//! CSV with the expected rows, JSON that parses, the report, valid SVG and PNG charts) and
-//! leaves no server behind; Ctrl-C in the middle stops the run and its servers. No timing
+//! CSV with the expected rows, JSON that parses, the reports, valid SVG and PNG charts) and
+//! leaves no server behind; report.html loads in headless Chromium without a console error and
+//! with every chart drawn; Ctrl-C in the middle stops the run and its servers. No timing
 //! assertions: only shapes and processes.
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -9,8 +10,9 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_archserve");
 
-/// A document root with a small file; its unique path is on every server's command line, so
-/// /proc tells whether any of them is still running.
+/// A document root with a small file. The servers get a copy of it under the run's --out
+/// directory, whose unique path is on every server's command line, so /proc tells whether any
+/// of them is still running.
 fn root() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("index.html"), "<h1>compare</h1>\n").unwrap();
@@ -103,7 +105,7 @@ fn a_tiny_sweep_writes_every_file_and_leaves_no_server() {
             "10",
             "--static-conns",
             "1,3",
-            "--static-duration",
+            "--duration",
             "100ms",
             "--idle-conns",
             "20",
@@ -114,7 +116,7 @@ fn a_tiny_sweep_writes_every_file_and_leaves_no_server() {
     let stdout = String::from_utf8_lossy(&res.stdout);
     assert!(stdout.contains("estimated"), "{stdout}");
 
-    // raw.csv: the header, then per server 2 cpu + 2 io + 2×3 static + 5 idle rows.
+    // raw.csv: the header, then per server 2 cpu + 2 io + 2×4 static + 5 idle rows.
     let csv = std::fs::read_to_string(out.join("raw.csv")).unwrap();
     let mut lines = csv.lines();
     assert_eq!(
@@ -122,7 +124,7 @@ fn a_tiny_sweep_writes_every_file_and_leaves_no_server() {
         Some("server,workers,workload,x,repeat,metric,value,unit,ok,errors")
     );
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
-    assert_eq!(rows.len(), 30, "{csv}");
+    assert_eq!(rows.len(), 34, "{csv}");
     assert!(rows.iter().all(|r| r.len() == 10));
     let count = |server: &str, workload: &str| {
         rows.iter()
@@ -132,7 +134,7 @@ fn a_tiny_sweep_writes_every_file_and_leaves_no_server() {
     for server in ["threads", "async"] {
         assert_eq!(count(server, "cpu"), 2);
         assert_eq!(count(server, "io"), 2);
-        assert_eq!(count(server, "static"), 6);
+        assert_eq!(count(server, "static"), 8);
         assert_eq!(count(server, "idle"), 5);
     }
     // Workers as started: the seed's 5 for threads, exactly one for async.
@@ -149,7 +151,7 @@ fn a_tiny_sweep_writes_every_file_and_leaves_no_server() {
 
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
-    assert_eq!(json["points"].as_array().unwrap().len(), 30);
+    assert_eq!(json["points"].as_array().unwrap().len(), 34);
     assert_eq!(json["setup"]["params"]["io_ms"], 10);
     assert!(json["setup"]["command"]
         .as_str()
@@ -166,13 +168,26 @@ fn a_tiny_sweep_writes_every_file_and_leaves_no_server() {
     ] {
         assert!(report.contains(heading), "{heading} missing:\n{report}");
     }
+    assert!(report.contains("| git commit |"), "{report}");
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("<table id=\"table-static\">"));
+    // Self-contained: nothing to fetch (no script, stylesheet link or external source).
+    for fetch in ["<script", "<link", " src=", "url("] {
+        assert!(!html.contains(fetch), "report.html has {fetch}");
+    }
     for chart in ["cpu", "io", "static", "idle"] {
         check_svg(&out.join(format!("{chart}.svg")));
         check_png(&out.join(format!("{chart}.png")));
+        assert!(
+            html.contains(&format!("id=\"chart-{chart}\"><svg")),
+            "{chart}"
+        );
     }
+    // The scratch root is gone.
+    assert!(!out.join("www.tmp").exists());
 
-    // Nothing left: no process with our root on its command line, nothing on the ports.
-    assert_eq!(processes_mentioning(root.path()), vec![]);
+    // Nothing left: no process with our run on its command line, nothing on the ports.
+    assert_eq!(processes_mentioning(&out), vec![]);
     let addrs = server_addrs(&stderr);
     assert_eq!(addrs.len(), 4, "{stderr}"); // each: one server for cpu..static, one for idle
     for a in addrs {
@@ -209,7 +224,7 @@ fn ctrl_c_stops_the_run_and_every_server() {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while processes_mentioning(root.path()).len() < 2 {
+    while processes_mentioning(&out).len() < 2 {
         assert!(Instant::now() < deadline, "no server started");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -224,7 +239,7 @@ fn ctrl_c_stops_the_run_and_every_server() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(status.code(), Some(130));
-    assert_eq!(processes_mentioning(root.path()), vec![]);
+    assert_eq!(processes_mentioning(&out), vec![]);
     // What was measured before the signal is written, and says it was interrupted.
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(report.contains("Interrupted"), "{report}");
@@ -256,7 +271,7 @@ fn baselines_run_beside_ours_when_installed_and_are_named_when_not() {
             "static",
             "--static-conns",
             "1",
-            "--static-duration",
+            "--duration",
             "100ms",
             "--repeat",
             "1",
@@ -273,7 +288,7 @@ fn baselines_run_beside_ours_when_installed_and_are_named_when_not() {
             .filter(|l| l.starts_with(&format!("{b},")))
             .count();
         if installed(b) {
-            assert_eq!(rows, 3, "{b}: {csv}");
+            assert_eq!(rows, 4, "{b}: {csv}");
             // Every request answered with a 2xx by the generated configuration.
             for l in csv.lines().filter(|l| l.starts_with(&format!("{b},"))) {
                 assert!(l.ends_with(",0"), "{l}");
@@ -297,4 +312,82 @@ fn baselines_run_beside_ours_when_installed_and_are_named_when_not() {
             );
         }
     }
+}
+
+/// report.html as a browser sees it: loaded by headless Chromium (scripts/install-test-deps
+/// installs it), no console message, and every chart of the run an `<svg>` drawn in the page.
+/// A page that logs an error is loaded first, so the check is known to see console errors.
+#[test]
+fn report_html_loads_in_chromium_with_every_chart_and_no_console_error() {
+    use archserve::compare::browser;
+    assert!(
+        browser::find().is_some(),
+        "chromium is not installed: run scripts/install-test-deps"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let canary = dir.path().join("canary.html");
+    std::fs::write(
+        &canary,
+        "<!DOCTYPE html><p>x</p><script>console.error('canary-error')</script>",
+    )
+    .unwrap();
+    let seen = browser::load(&canary).unwrap();
+    assert!(
+        seen.console.iter().any(|l| l.contains("canary-error")),
+        "{seen:?}"
+    );
+
+    let root = root();
+    let out = dir.path().join("results");
+    let res = compare(
+        root.path(),
+        &out,
+        &[
+            "--arch",
+            "threads,async",
+            "--clients",
+            "1,2",
+            "--workload",
+            "cpu,static,fresh,idle",
+            "--repeat",
+            "2",
+            "--cpu-n",
+            "20000",
+            "--static-conns",
+            "1,3",
+            "--duration",
+            "100ms",
+            "--idle-conns",
+            "20",
+        ],
+    );
+    assert!(res.status.success(), "{res:?}");
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    assert!(stdout.contains("report.html"), "{stdout}");
+    let page = browser::load(&out.join("report.html")).unwrap();
+    assert_eq!(page.console, Vec::<String>::new());
+    for chart in ["cpu", "static", "idle"] {
+        let at = page
+            .dom
+            .find(&format!("id=\"chart-{chart}\""))
+            .unwrap_or_else(|| panic!("no {chart} chart in the page"));
+        let figure = &page.dom[at..at + page.dom[at..].find("</figure>").unwrap()];
+        assert!(
+            figure.contains("<svg") && figure.contains("</svg>"),
+            "{chart}"
+        );
+        assert!(
+            figure.contains("<rect") || figure.contains("<polyline"),
+            "{chart} is empty"
+        );
+    }
+    // Every table of the report made it into the page.
+    for table in ["cpu", "static", "fresh", "idle"] {
+        assert!(
+            page.dom.contains(&format!("id=\"table-{table}\"")),
+            "{table}"
+        );
+    }
+    // compare drew the page too, as report.png beside it.
+    check_png(&out.join("report.png"));
 }

@@ -1,6 +1,15 @@
-//! The baselines (nginx, lighttpd): a generated configuration that matches ours where it can
-//! (loopback, the same root, N workers, keep-alive 75 s and 1000 requests per connection, no
-//! access log, sendfile) and the command line that runs it in the foreground.
+//! The baselines' configurations, the only ones in the project: nginx (plain, and with
+//! `listen ... deferred`) and lighttpd, set up as a careful operator would for static files and
+//! as close to archserve's defaults as each allows, and the command lines that run them in the
+//! foreground.
+//!
+//! What every server gets, archserve included: loopback, the same document root, the same
+//! worker count (lighttpd is one process: it has no worker processes to match), a listen
+//! backlog of 1024, keep-alive for 75 s and 1,000 requests per connection, no access log,
+//! sendfile, room for 16,384 connections, and the same Content-Type for every extension (the
+//! map below is generated from archserve's own, charset included). Not enabled: nginx's
+//! `open_file_cache`, which would serve a replaced file's old descriptor until its validity
+//! runs out, while the freshness check is part of the comparison.
 //!
 //! The configuration goes to `<out>/servers/<name>/` rather than a temporary directory: it is
 //! part of what was measured, so it stays beside the results.
@@ -10,6 +19,17 @@ use std::path::Path;
 use std::process::Command;
 
 use super::plan::Baseline;
+use crate::site::mime::content_type;
+
+/// The listen backlog every baseline gets (archserve's default).
+const BACKLOG: u32 = 1024;
+/// Connections a server must be able to hold (the idle workload opens 10,000).
+const MAX_CONNS: u32 = 16_384;
+/// Extensions whose Content-Type the baselines are told, as archserve answers them.
+const EXTENSIONS: &[&str] = &[
+    "html", "htm", "css", "js", "json", "txt", "xml", "svg", "png", "jpg", "jpeg", "gif", "ico",
+    "webp", "woff", "woff2", "pdf", "wasm", "mp4",
+];
 
 /// A free loopback port: bind port 0, read it, let it go. Another process could take it
 /// before the baseline binds it (then the baseline fails to start and the run says so); ours
@@ -29,15 +49,18 @@ pub fn prepare(
 ) -> io::Result<Command> {
     std::fs::create_dir_all(dir)?;
     let dir = std::fs::canonicalize(dir)?;
-    let conf = dir.join(format!("{}.conf", b.name()));
+    let conf = dir.join(format!("{}.conf", b.program()));
     let text = match b {
-        Baseline::Nginx => nginx_conf(&dir, root, addr, workers, running_as_root()),
+        Baseline::Nginx | Baseline::NginxDeferred => {
+            let deferred = b == Baseline::NginxDeferred;
+            nginx_conf(&dir, root, addr, workers, deferred, running_as_root())
+        }
         Baseline::Lighttpd => lighttpd_conf(&dir, root, addr),
     };
     std::fs::write(&conf, text)?;
     let mut cmd = Command::new(bin);
     match b {
-        Baseline::Nginx => {
+        Baseline::Nginx | Baseline::NginxDeferred => {
             // -e: errors before the config's error_log is read go here too, not to /var/log.
             cmd.arg("-p")
                 .arg(&dir)
@@ -59,28 +82,16 @@ fn running_as_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
-/// The version line of an installed baseline (`nginx -v` prints it on stderr).
-pub fn version(b: Baseline, bin: &Path) -> String {
-    let out = Command::new(bin).arg("-v").output();
-    let text = match &out {
-        Ok(o) => format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-        Err(_) => String::new(),
-    };
-    let line = text
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("version unknown");
-    let line = line.strip_prefix("nginx version: ").unwrap_or(line);
-    format!("{} ({})", line, b.name())
-}
-
 fn quote(p: &Path) -> String {
     format!("\"{}\"", p.display().to_string().replace('"', "\\\""))
+}
+
+/// `(extension, full Content-Type)` as archserve answers it.
+fn mime_map() -> Vec<(&'static str, String)> {
+    EXTENSIONS
+        .iter()
+        .map(|e| (*e, content_type(&format!("x.{e}")).to_string()))
+        .collect()
 }
 
 fn nginx_conf(
@@ -88,21 +99,32 @@ fn nginx_conf(
     root: &Path,
     addr: SocketAddr,
     workers: usize,
+    deferred: bool,
     root_user: bool,
 ) -> String {
     let d = |name: &str| quote(&dir.join(name));
     // As root, nginx would run its workers as `nobody`, who may not be able to read the root;
     // our servers run as the caller, so nginx does too.
     let user = if root_user { "user root;\n" } else { "" };
+    // nginx adds the charset itself (`charset`), to the types listed in `charset_types`.
+    let mut types = String::new();
+    let mut charset_types: Vec<String> = Vec::new();
+    for (ext, full) in mime_map() {
+        let essence = full.split(';').next().unwrap_or(&full).to_string();
+        if full.contains("charset") && !charset_types.contains(&essence) {
+            charset_types.push(essence.clone());
+        }
+        types += &format!("        {essence} {ext};\n");
+    }
     format!(
-        "# Generated by archserve compare.
+        "# Generated by archserve compare (src/compare/baseline.rs).
 worker_processes {workers};
 daemon off;
 master_process on;
 pid {pid};
 error_log {err} warn;
 {user}worker_rlimit_nofile 20000;
-events {{ worker_connections 16384; }}
+events {{ worker_connections {MAX_CONNS}; }}
 http {{
     access_log off;
     client_body_temp_path {body};
@@ -110,13 +132,18 @@ http {{
     fastcgi_temp_path {fastcgi};
     uwsgi_temp_path {uwsgi};
     scgi_temp_path {scgi};
-    types {{ text/html html; text/css css; text/plain txt; }}
+    types {{
+{types}    }}
     default_type application/octet-stream;
+    charset utf-8;
+    charset_types {charset_types};
     sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
     keepalive_timeout 75s;
     keepalive_requests 1000;
     server {{
-        listen {addr};
+        listen {addr} backlog={BACKLOG}{deferred};
         root {root};
         index index.html;
     }}
@@ -129,29 +156,40 @@ http {{
         fastcgi = d("fastcgi"),
         uwsgi = d("uwsgi"),
         scgi = d("scgi"),
+        charset_types = charset_types.join(" "),
+        deferred = if deferred { " deferred" } else { "" },
         root = quote(root),
     )
 }
 
 fn lighttpd_conf(dir: &Path, root: &Path, addr: SocketAddr) -> String {
+    let types: Vec<String> = mime_map()
+        .into_iter()
+        .map(|(ext, full)| format!("    \".{ext}\" => \"{full}\""))
+        .collect();
     format!(
-        "# Generated by archserve compare. One process, one event loop (lighttpd's design).
+        "# Generated by archserve compare (src/compare/baseline.rs).
+# One process, one event loop: lighttpd's design (its multi-process mode is unsupported).
 server.document-root = {root}
 server.bind = \"{ip}\"
 server.port = {port}
 server.errorlog = {err}
 server.max-fds = 20000
-server.max-connections = 16384
+server.max-connections = {MAX_CONNS}
+server.listen-backlog = {BACKLOG}
 server.max-keep-alive-requests = 1000
 server.max-keep-alive-idle = 75
 server.network-backend = \"sendfile\"
 index-file.names = (\"index.html\")
-mimetype.assign = (\".html\" => \"text/html\", \".css\" => \"text/css\", \".txt\" => \"text/plain\")
+mimetype.assign = (
+{types}
+)
 ",
         root = quote(root),
         ip = addr.ip(),
         port = addr.port(),
         err = quote(&dir.join("error.log")),
+        types = types.join(",\n"),
     )
 }
 
@@ -162,14 +200,28 @@ mod tests {
     #[test]
     fn configs_name_the_address_root_and_workers() {
         let addr: SocketAddr = "127.0.0.1:4321".parse().unwrap();
-        let n = nginx_conf(Path::new("/t"), Path::new("/srv/www"), addr, 5, true);
+        let n = nginx_conf(Path::new("/t"), Path::new("/srv/www"), addr, 5, false, true);
         assert!(n.contains("worker_processes 5;"));
-        assert!(n.contains("listen 127.0.0.1:4321;"));
+        assert!(n.contains("listen 127.0.0.1:4321 backlog=1024;"));
         assert!(n.contains("root \"/srv/www\";"));
         assert!(n.contains("user root;"));
-        assert!(!nginx_conf(Path::new("/t"), Path::new("/r"), addr, 1, false).contains("user"));
+        let n = nginx_conf(Path::new("/t"), Path::new("/r"), addr, 1, true, false);
+        assert!(!n.contains("user"));
+        assert!(n.contains("listen 127.0.0.1:4321 backlog=1024 deferred;"));
         let l = lighttpd_conf(Path::new("/t"), Path::new("/srv/www"), addr);
         assert!(l.contains("server.port = 4321"));
         assert!(l.contains("server.document-root = \"/srv/www\""));
+        assert!(l.contains("server.listen-backlog = 1024"));
+    }
+
+    #[test]
+    fn baselines_answer_the_content_types_archserve_does() {
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let n = nginx_conf(Path::new("/t"), Path::new("/r"), addr, 1, false, false);
+        assert!(n.contains("text/html html;"));
+        assert!(n.contains("charset_types text/html text/css"));
+        let l = lighttpd_conf(Path::new("/t"), Path::new("/r"), addr);
+        assert!(l.contains("\".html\" => \"text/html; charset=utf-8\""));
+        assert!(l.contains("\".png\" => \"image/png\""));
     }
 }

@@ -1,5 +1,7 @@
-//! What the report says about where it ran: CPUs, memory, kernel, host, compiler, and the
-//! command line quoted so it can be pasted back into a shell. Read from /proc, never assumed.
+//! What the report says about where it ran and what it ran: CPUs, memory, kernel, host, load,
+//! the git commit of the working tree, the version of every program involved, and the command
+//! line quoted so it can be pasted back into a shell. Read from /proc and the programs
+//! themselves, never assumed.
 use std::path::Path;
 
 /// The machine facts of the setup section.
@@ -60,6 +62,50 @@ pub fn rustc() -> Option<String> {
     (out.status.success() && !v.is_empty()).then_some(v)
 }
 
+/// The first non-empty line a program prints for `args` (stdout, then stderr: `nginx -v`
+/// writes to stderr), or `NAME: version unknown`.
+pub fn program_version(bin: &Path, args: &[&str]) -> String {
+    let name = bin
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let text = std::process::Command::new(bin)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map(|o| {
+            format!(
+                "{}\n{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            )
+        })
+        .unwrap_or_default();
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty());
+    match line {
+        Some(l) if l.to_lowercase().contains(&name.to_lowercase()) => l.to_string(),
+        Some(l) => format!("{name} {l}"),
+        None => format!("{name}: version unknown"),
+    }
+}
+
+/// The commit of the git working tree compare runs in, with ` (dirty)` when tracked files have
+/// uncommitted changes; None outside a work tree or without git.
+pub fn git_commit() -> Option<String> {
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git").args(args).output().ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    let head = git(&["rev-parse", "HEAD"])?;
+    let status = git(&["status", "--porcelain", "--untracked-files=no"])?;
+    Some(if status.is_empty() {
+        head
+    } else {
+        format!("{head} (dirty)")
+    })
+}
+
 /// The command line, each word quoted for a POSIX shell when it needs to be.
 pub fn command_line(args: impl IntoIterator<Item = String>) -> String {
     args.into_iter()
@@ -103,6 +149,14 @@ mod tests {
             command_line(words.map(String::from)),
             "archserve compare --arch threads,async 'a b' 'it'\\''s'"
         );
+    }
+
+    #[test]
+    fn versions_name_their_program() {
+        let v = program_version(Path::new("/bin/sh"), &["-c", "echo 1.2.3"]);
+        assert_eq!(v, "sh 1.2.3");
+        let v = program_version(Path::new("/nonexistent/prog"), &["-v"]);
+        assert_eq!(v, "prog: version unknown");
     }
 
     #[test]

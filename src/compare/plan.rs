@@ -1,13 +1,15 @@
-//! `archserve compare`'s command line and the sweep it expands to: which servers (architectures
-//! from the registry, then the installed baselines), which workloads at which points, how many
-//! repeats, where the results go, and how long all that should take.
+//! The sweep `archserve compare` runs: which servers (architectures from the registry, then the
+//! installed baselines), which workloads each can run at which points, in which order (rounds
+//! interleaved: every server once per repeat), and how long all that should take.
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::{Args, ValueEnum};
+use clap::ValueEnum;
+use serde::Serialize;
 
+use super::args::CompareArgs;
 use crate::arch::{self, Arch, Workers};
-use crate::site::workload::{count_primes, DEFAULT_N, MAX_MS, MAX_N};
+use crate::site::workload::count_primes;
 
 /// A kind of measurement. Each has one swept parameter (its "x") and one or more metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, ValueEnum)]
@@ -17,19 +19,41 @@ pub enum Workload {
     Cpu,
     /// The seed's I/O test: the same with `/io` (the server waits, then answers).
     Io,
-    /// Keep-alive requests for a small file: requests/s and latency percentiles at several
-    /// connection counts.
+    /// Keep-alive requests for a small file: requests/s, the server's CPU µs per request and
+    /// latency percentiles at several connection counts.
     Static,
-    /// Memory per idle keep-alive connection, holding a few thousand.
+    /// A new connection per request (handshake, one request, close): requests/s and the
+    /// server's CPU µs per request.
+    Close,
+    /// Keep-alive requests for a 1 MiB file: body MiB/s.
+    Big,
+    /// A file changed on disk between requests is served with its new content.
+    Fresh,
+    /// Memory per idle keep-alive connection, holding thousands.
     Idle,
+    /// `/io` with many clients at once (1,000 by default): the time until the last answer.
+    #[value(name = "io-burst")]
+    IoBurst,
+    /// System calls per request (keep-alive and connection-per-request), counted with perf or
+    /// strace over every process and thread of the server.
+    Syscalls,
+    /// `archserve load` against h2load and wrk, driving one server: requests/s and each
+    /// generator's own CPU per request.
+    Loadgen,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 4] = [
+    pub const ALL: [Workload; 10] = [
         Workload::Cpu,
         Workload::Io,
         Workload::Static,
+        Workload::Close,
+        Workload::Big,
+        Workload::Fresh,
         Workload::Idle,
+        Workload::IoBurst,
+        Workload::Syscalls,
+        Workload::Loadgen,
     ];
 
     /// The name used on the command line, in raw.csv and in file names.
@@ -38,7 +62,13 @@ impl Workload {
             Workload::Cpu => "cpu",
             Workload::Io => "io",
             Workload::Static => "static",
+            Workload::Close => "close",
+            Workload::Big => "big",
+            Workload::Fresh => "fresh",
             Workload::Idle => "idle",
+            Workload::IoBurst => "io-burst",
+            Workload::Syscalls => "syscalls",
+            Workload::Loadgen => "loadgen",
         }
     }
 
@@ -49,14 +79,20 @@ impl Workload {
     /// What the swept parameter counts.
     pub fn x_name(self) -> &'static str {
         match self {
-            Workload::Cpu | Workload::Io => "clients",
-            Workload::Static | Workload::Idle => "connections",
+            Workload::Cpu | Workload::Io | Workload::IoBurst => "clients",
+            Workload::Fresh => "checks",
+            _ => "connections",
         }
     }
 
     /// Whether a server without our `/cpu` and `/io` endpoints (a baseline) can run it.
     pub fn for_baselines(self) -> bool {
-        matches!(self, Workload::Static | Workload::Idle)
+        !matches!(self, Workload::Cpu | Workload::Io | Workload::IoBurst)
+    }
+
+    /// Counts, not timings: measured in the first round only.
+    pub fn once(self) -> bool {
+        matches!(self, Workload::Syscalls | Workload::Fresh)
     }
 }
 
@@ -64,137 +100,46 @@ impl Workload {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum)]
 pub enum Baseline {
     Nginx,
+    /// nginx with `listen ... deferred` (TCP_DEFER_ACCEPT), as archserve's default.
+    #[value(name = "nginx-deferred")]
+    NginxDeferred,
     Lighttpd,
 }
 
 impl Baseline {
+    pub const ALL: [Baseline; 3] = [Baseline::Nginx, Baseline::NginxDeferred, Baseline::Lighttpd];
+
+    /// The name in every table.
     pub fn name(self) -> &'static str {
         match self {
             Baseline::Nginx => "nginx",
+            Baseline::NginxDeferred => "nginx-deferred",
             Baseline::Lighttpd => "lighttpd",
         }
     }
 
-    /// Where the binary is, if it is installed (PATH first, then the sbin directories that a
-    /// non-root PATH often lacks).
-    pub fn find(self) -> Option<PathBuf> {
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        std::env::split_paths(&path)
-            .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
-            .map(|dir| dir.join(self.name()))
-            .find(|p| is_executable(p))
+    /// The program that runs it.
+    pub fn program(self) -> &'static str {
+        match self {
+            Baseline::Nginx | Baseline::NginxDeferred => "nginx",
+            Baseline::Lighttpd => "lighttpd",
+        }
     }
+}
+
+/// Where a program is installed, if it is (PATH first, then the sbin directories that a
+/// non-root PATH often lacks).
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|p| is_executable(p))
 }
 
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-/// Start every architecture in turn, sweep the workloads, write the comparison.
-#[derive(Debug, Args)]
-#[command(after_help = "\
-Writes raw.csv (every measurement), summary.json (median, min, max per point), report.md \
-(tables, setup) and the charts (SVG and PNG) to --out. Ctrl-C stops the run, stops the server \
-being measured, and writes what was measured so far.
-
-Examples:
-  archserve compare
-  archserve compare --arch threads,hybrid --workload cpu,io --clients 1-10 --repeat 5
-  archserve compare --workload static,idle --baseline nginx")]
-pub struct CompareArgs {
-    /// Architectures to compare, in this order [default: all of them].
-    #[arg(long, value_delimiter = ',', value_parser = crate::cli::arch_parser())]
-    pub arch: Vec<String>,
-    /// Workers for every architecture (one that runs exactly one, like async, keeps one).
-    #[arg(short = 'w', long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=256))]
-    pub workers: u32,
-    /// Client counts for cpu and io: a list of numbers and ranges (`1-10`, `1,2,4,8`, `2-10:2`).
-    /// The default spans the seed's 1..10 in 7 steps (5 and 6 are both in: with 5 workers the
-    /// 6th client is where blocking servers need a second round), so the run fits 3 minutes.
-    #[arg(long, default_value = "1,2,4,5,6,8,10", value_parser = counts)]
-    pub clients: Counts,
-    /// Workloads to run, in this order.
-    #[arg(long, value_delimiter = ',', default_value = "cpu,io,static,idle")]
-    pub workload: Vec<Workload>,
-    /// Measurements of every point; the report gives their median and min–max.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
-    pub repeat: u32,
-    /// cpu: primes are counted in 1..=N per request (the seed's 1,000,000: ~60 ms in release).
-    #[arg(long, default_value_t = DEFAULT_N, value_parser = clap::value_parser!(u64).range(1..=MAX_N))]
-    pub cpu_n: u64,
-    /// io: milliseconds the server waits per request (the seed waited 1000).
-    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(0..=MAX_MS))]
-    pub io_ms: u64,
-    /// static: keep-alive connection counts (same syntax as --clients).
-    #[arg(long, default_value = "1,10,100", value_parser = counts)]
-    pub static_conns: Counts,
-    /// static: how long each point runs (e.g. 1, 2s, 500ms).
-    #[arg(long, default_value = "1s", value_parser = crate::client::seconds)]
-    pub static_duration: Duration,
-    /// static and idle: the file requested.
-    #[arg(long, default_value = "/index.html")]
-    pub static_path: String,
-    /// idle: keep-alive connections opened and held. 10,000 as in the 1 KiB target of
-    /// docs/BENCHMARKS.md: with mimalloc an event loop's RSS grows in steps of about 2 MiB, so
-    /// 2,000 connections (1.6 MB) could fit in memory already resident and show 0 KiB each.
-    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=50_000))]
-    pub idle_conns: u32,
-    /// Also measure these servers on the static and idle workloads, where installed.
-    #[arg(long, value_delimiter = ',')]
-    pub baseline: Vec<Baseline>,
-    /// Document root every server gets.
-    #[arg(long, default_value = "www")]
-    pub root: PathBuf,
-    /// Output directory [default: results/<date>-<host>/].
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Load-generator threads for the static workload (each an epoll loop). The client shares
-    /// the machine with the server; one thread leaves the other cores to it.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
-    pub client_threads: u32,
-    /// Seconds one request may take before it counts as an error.
-    #[arg(long, default_value = "60", value_parser = crate::client::seconds)]
-    pub timeout: Duration,
-    /// Measure nothing: redraw the charts of an earlier run from DIR/raw.csv.
-    #[arg(long, value_name = "DIR")]
-    pub replot: Option<PathBuf>,
-    /// The archserve binary whose architectures are started [default: this one].
-    #[arg(long, value_name = "PATH")]
-    pub server_bin: Option<PathBuf>,
-}
-
-/// A parsed list of counts, in the order given, without duplicates.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Counts(pub Vec<u32>);
-
-/// Parses `1-10`, `1,2,4,8`, `2-10:2` (a range with a step), or any comma-separated mix.
-pub fn counts(s: &str) -> Result<Counts, String> {
-    let mut out: Vec<u32> = Vec::new();
-    for item in s.split(',').map(str::trim) {
-        let bad = || format!("`{item}` is not a count or a range like 1-10 or 2-10:2");
-        let num = |t: &str| t.trim().parse::<u32>().ok().filter(|&v| v >= 1);
-        let (range, step) = match item.split_once(':') {
-            Some((r, st)) => (r, num(st).ok_or_else(bad)?),
-            None => (item, 1),
-        };
-        let (lo, hi) = match range.split_once('-') {
-            Some((a, b)) => (num(a).ok_or_else(bad)?, num(b).ok_or_else(bad)?),
-            None => {
-                let v = num(range).ok_or_else(bad)?;
-                (v, v)
-            }
-        };
-        if lo > hi || hi > 100_000 {
-            return Err(bad());
-        }
-        for v in (lo..=hi).step_by(step as usize) {
-            if !out.contains(&v) {
-                out.push(v);
-            }
-        }
-    }
-    Ok(Counts(out))
 }
 
 /// What a server in the sweep is.
@@ -240,162 +185,177 @@ pub struct Point {
     pub repeat: u32,
 }
 
+/// The external programs some workloads need, where installed.
+#[derive(Debug, Clone, Default)]
+pub struct Tools {
+    pub h2load: Option<PathBuf>,
+    pub wrk: Option<PathBuf>,
+    pub perf: Option<PathBuf>,
+    pub strace: Option<PathBuf>,
+}
+
+/// The workload parameters, as run (also the report's record of them).
+#[derive(Debug, Clone, Serialize)]
+pub struct Params {
+    pub servers: Vec<String>,
+    pub workers: u32,
+    pub workloads: Vec<String>,
+    pub repeat: u32,
+    pub clients: Vec<u32>,
+    pub cpu_n: u64,
+    /// One `/cpu` request's work timed in the compare process before the run.
+    pub cpu_request_ms: f64,
+    pub io_ms: u64,
+    pub static_conns: Vec<u32>,
+    pub close_conns: u32,
+    pub big_conns: u32,
+    pub duration_s: f64,
+    pub static_path: String,
+    pub idle_conns: u32,
+    pub burst_clients: u32,
+    pub burst_ms: u64,
+    pub load_conns: u32,
+    pub client_threads: usize,
+    pub root: String,
+}
+
 /// The whole sweep, validated.
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub servers: Vec<ServerSpec>,
-    pub clients: Vec<u32>,
-    pub static_conns: Vec<u32>,
-    pub repeat: u32,
-    pub cpu_n: u64,
-    pub io_ms: u64,
-    pub static_duration: Duration,
-    pub static_path: String,
-    pub idle_conns: u32,
-    pub root: PathBuf,
+    pub p: Params,
+    /// The document root the servers get: the given root at first, the run's scratch copy
+    /// once the run has made it.
+    pub serve_root: PathBuf,
     pub out: PathBuf,
-    pub client_threads: usize,
     pub timeout: Duration,
     pub server_bin: PathBuf,
-    /// One line per requested baseline that is not installed.
+    pub tools: Tools,
+    /// One line per workload or baseline left out, and why.
     pub notes: Vec<String>,
 }
 
 impl Plan {
-    /// Validates the arguments; `find` locates a baseline's binary (injected for tests).
-    pub fn new(
-        args: &CompareArgs,
-        find: impl Fn(Baseline) -> Option<PathBuf>,
-    ) -> Result<Plan, String> {
-        if !args.root.is_dir() {
-            return Err(format!(
-                "document root {} is not a directory",
-                args.root.display()
-            ));
-        }
-        let root = std::fs::canonicalize(&args.root)
-            .map_err(|e| format!("document root {}: {e}", args.root.display()))?;
+    /// Validates the arguments; `find` locates a program (injected for tests).
+    pub fn new(args: &CompareArgs, find: impl Fn(&str) -> Option<PathBuf>) -> Result<Plan, String> {
+        let root = check_root(&args.root)?;
         if !args.static_path.starts_with('/') || args.static_path.contains(char::is_whitespace) {
             return Err(format!(
                 "--static-path {:?} must start with / and have no spaces",
                 args.static_path
             ));
         }
-        let mut workloads = Vec::new();
-        for w in &args.workload {
-            if !workloads.contains(w) {
-                workloads.push(*w);
-            }
-        }
-        let archs: Vec<&'static Arch> = if args.arch.is_empty() {
-            arch::REGISTRY.iter().collect()
+        let preset = args.preset();
+        let workloads = dedup(if args.workload.is_empty() {
+            &preset.workloads
         } else {
-            let mut v: Vec<&'static Arch> = Vec::new();
-            for name in &args.arch {
-                let a = arch::find(name).ok_or_else(|| format!("unknown architecture {name}"))?;
-                if !v.iter().any(|b| b.name == a.name) {
-                    v.push(a);
-                }
-            }
-            v
+            &args.workload
+        });
+        let baselines = dedup(if args.baseline.is_empty() {
+            &preset.baselines
+        } else {
+            &args.baseline
+        });
+        let tools = Tools {
+            h2load: find("h2load"),
+            wrk: find("wrk"),
+            perf: find("perf"),
+            strace: find("strace"),
         };
-        let mut servers: Vec<ServerSpec> = archs
-            .into_iter()
-            .map(|a| ServerSpec {
-                name: a.name.to_string(),
-                kind: Kind::Arch(a),
-                workers: match a.workers {
-                    Workers::One => 1,
-                    Workers::Five | Workers::Cpus => args.workers as usize,
-                },
-                workloads: workloads.clone(),
-            })
-            .collect();
         let mut notes = Vec::new();
-        let mut baselines: Vec<Baseline> = Vec::new();
-        for b in &args.baseline {
-            if !baselines.contains(b) {
-                baselines.push(*b);
-            }
-        }
-        for b in baselines {
-            let runs: Vec<Workload> = workloads
-                .iter()
-                .copied()
-                .filter(|w| w.for_baselines())
-                .collect();
-            match find(b) {
-                None => notes.push(format!(
-                    "{} is not installed: no {} baseline in this run",
-                    b.name(),
-                    b.name()
-                )),
-                Some(_) if runs.is_empty() => notes.push(format!(
-                    "{} runs only the static and idle workloads, and none was selected",
-                    b.name()
-                )),
-                Some(path) => servers.push(ServerSpec {
-                    name: b.name().to_string(),
-                    kind: Kind::Baseline(b, path),
-                    workers: match b {
-                        Baseline::Nginx => args.workers as usize,
-                        // lighttpd is one event loop; its multi-process mode is unsupported.
-                        Baseline::Lighttpd => 1,
-                    },
-                    workloads: runs,
-                }),
-            }
-        }
+        let mut servers = arch_specs(args, &workloads)?;
+        servers.extend(baseline_specs(
+            &baselines,
+            &workloads,
+            args.workers,
+            &find,
+            &mut notes,
+        ));
+        fit_workloads(&mut servers, &tools, &mut notes);
         let server_bin = match &args.server_bin {
             Some(p) => p.clone(),
             None => std::env::current_exe()
                 .map_err(|e| format!("cannot find the archserve binary: {e}"))?,
         };
-        Ok(Plan {
-            servers,
-            clients: args.clients.0.clone(),
-            static_conns: args.static_conns.0.clone(),
-            repeat: args.repeat,
+        let p = Params {
+            servers: servers.iter().map(|s| s.name.clone()).collect(),
+            workers: args.workers,
+            workloads: workloads.iter().map(|w| w.name().to_string()).collect(),
+            repeat: args.repeat.unwrap_or(preset.repeat),
+            clients: args.clients.clone().map_or(preset.clients, |c| c.0),
             cpu_n: args.cpu_n,
+            cpu_request_ms: 0.0,
             io_ms: args.io_ms,
-            static_duration: args.static_duration,
+            static_conns: args
+                .static_conns
+                .clone()
+                .map_or(preset.static_conns, |c| c.0),
+            close_conns: args.close_conns,
+            big_conns: args.big_conns,
+            duration_s: args.duration.unwrap_or(preset.duration).as_secs_f64(),
             static_path: args.static_path.clone(),
             idle_conns: args.idle_conns,
-            root,
-            out: args.out.clone().unwrap_or_else(default_out),
+            burst_clients: args.burst_clients,
+            burst_ms: args.burst_ms,
+            load_conns: args.load_conns,
             client_threads: args.client_threads as usize,
+            root: root.display().to_string(),
+        };
+        Ok(Plan {
+            servers,
+            p,
+            serve_root: root,
+            out: args.out.clone().unwrap_or_else(default_out),
             timeout: args.timeout,
             server_bin,
+            tools,
             notes,
         })
+    }
+
+    /// How long each timed point runs.
+    pub fn duration(&self) -> Duration {
+        Duration::from_secs_f64(self.p.duration_s)
     }
 
     /// The values a workload sweeps.
     pub fn xs(&self, w: Workload) -> Vec<u32> {
         match w {
-            Workload::Cpu | Workload::Io => self.clients.clone(),
-            Workload::Static => self.static_conns.clone(),
-            Workload::Idle => vec![self.idle_conns],
+            Workload::Cpu | Workload::Io => self.p.clients.clone(),
+            Workload::Static => self.p.static_conns.clone(),
+            Workload::Close => vec![self.p.close_conns],
+            Workload::Big => vec![self.p.big_conns],
+            Workload::Fresh => vec![1],
+            Workload::Idle => vec![self.p.idle_conns],
+            Workload::IoBurst => vec![self.p.burst_clients],
+            Workload::Syscalls | Workload::Loadgen => vec![self.p.load_conns],
         }
     }
 
-    /// A server's measurements in the order they are taken: workload by workload, and within
-    /// one, the whole sweep once per repeat (so slow drift spreads over every point instead
-    /// of biasing the last ones).
-    pub fn points(&self, server: &ServerSpec) -> Vec<Point> {
+    /// A server's measurements in one round, in the order they are taken: workload by
+    /// workload, each over its whole sweep.
+    pub fn round(&self, server: &ServerSpec, repeat: u32) -> Vec<Point> {
         let mut out = Vec::new();
         for &workload in &server.workloads {
-            for repeat in 1..=self.repeat {
-                for x in self.xs(workload) {
-                    out.push(Point {
-                        workload,
-                        x,
-                        repeat,
-                    });
-                }
+            if workload.once() && repeat > 1 {
+                continue;
+            }
+            for x in self.xs(workload) {
+                out.push(Point {
+                    workload,
+                    x,
+                    repeat,
+                });
             }
         }
         out
+    }
+
+    /// A server's measurements over every round.
+    pub fn points(&self, server: &ServerSpec) -> Vec<Point> {
+        (1..=self.p.repeat)
+            .flat_map(|r| self.round(server, r))
+            .collect()
     }
 
     /// Every measurement of the run.
@@ -406,39 +366,199 @@ impl Plan {
     /// Expected wall time of the run, from the workload parameters and `cpu_request`, the time
     /// one `/cpu` request takes on one core. A guide, not a promise.
     pub fn estimate(&self, cpu_request: Duration, cpus: usize) -> Duration {
-        let io = Duration::from_millis(self.io_ms);
         let mut total = Duration::ZERO;
         for s in &self.servers {
-            // Start, readiness, graceful stop.
-            total += START_COST;
-            for p in self.points(s) {
-                total += match p.workload {
-                    Workload::Cpu => {
-                        let rounds = p.x as f64 / s.cpu_parallelism(cpus) as f64;
-                        cpu_request.mul_f64(rounds.max(1.0)) + POINT_COST
-                    }
-                    Workload::Io => {
-                        let at_once = if s.blocking() { s.workers as u32 } else { p.x };
-                        io * p.x.div_ceil(at_once.max(1)) + POINT_COST
-                    }
-                    Workload::Static => self.static_duration + POINT_COST,
-                    // A fresh server, the warm-up, the connections, the settling; a blocking
-                    // server leaves its first batch unanswered, which costs a quiet window.
-                    Workload::Idle => {
-                        START_COST
-                            + POINT_COST
-                            + IDLE_SETTLE
-                            + Duration::from_micros(60) * p.x
-                            + if s.blocking() {
-                                IDLE_QUIET
-                            } else {
-                                Duration::ZERO
-                            }
-                    }
-                };
+            for repeat in 1..=self.p.repeat {
+                let round = self.round(s, repeat);
+                if round.iter().any(|p| p.workload != Workload::Idle) {
+                    total += START_COST;
+                }
+                for p in round {
+                    total += self.point_cost(s, p, cpu_request, cpus) + POINT_COST;
+                }
             }
         }
         total
+    }
+
+    fn point_cost(&self, s: &ServerSpec, p: Point, cpu_request: Duration, cpus: usize) -> Duration {
+        let duration = self.duration();
+        match p.workload {
+            Workload::Cpu => {
+                let rounds = p.x as f64 / s.cpu_parallelism(cpus) as f64;
+                cpu_request.mul_f64(rounds.max(1.0))
+            }
+            Workload::Io => {
+                let at_once = if s.blocking() { s.workers as u32 } else { p.x };
+                Duration::from_millis(self.p.io_ms) * p.x.div_ceil(at_once.max(1))
+            }
+            Workload::Static | Workload::Close | Workload::Big => duration + WARM_UP,
+            Workload::Fresh => Duration::ZERO,
+            // A fresh server, the warm-up, the connections, the settling; a blocking server
+            // leaves its first batch unanswered, which costs a quiet window.
+            Workload::Idle => {
+                let quiet = if s.blocking() {
+                    IDLE_QUIET
+                } else {
+                    Duration::ZERO
+                };
+                START_COST + IDLE_SETTLE + Duration::from_micros(60) * p.x + quiet
+            }
+            Workload::IoBurst => Duration::from_millis(self.p.burst_ms + 300),
+            // Keep-alive and connection-per-request, each with the tracer's start and stop.
+            Workload::Syscalls => (duration + TRACER_COST + WARM_UP) * 2,
+            Workload::Loadgen => (duration + WARM_UP) * GENERATORS,
+        }
+    }
+}
+
+/// The canonical document root, which must be a directory.
+fn check_root(root: &Path) -> Result<PathBuf, String> {
+    if !root.is_dir() {
+        return Err(format!(
+            "document root {} is not a directory",
+            root.display()
+        ));
+    }
+    std::fs::canonicalize(root).map_err(|e| format!("document root {}: {e}", root.display()))
+}
+
+fn dedup<T: Copy + PartialEq>(items: &[T]) -> Vec<T> {
+    let mut out = Vec::new();
+    for &i in items {
+        if !out.contains(&i) {
+            out.push(i);
+        }
+    }
+    out
+}
+
+/// The architectures asked for (all of the registry by default), in order.
+fn arch_specs(args: &CompareArgs, workloads: &[Workload]) -> Result<Vec<ServerSpec>, String> {
+    let archs: Vec<&'static Arch> = if args.arch.is_empty() {
+        arch::REGISTRY.iter().collect()
+    } else {
+        let mut v: Vec<&'static Arch> = Vec::new();
+        for name in &args.arch {
+            let a = arch::find(name).ok_or_else(|| format!("unknown architecture {name}"))?;
+            if !v.iter().any(|b| b.name == a.name) {
+                v.push(a);
+            }
+        }
+        v
+    };
+    Ok(archs
+        .into_iter()
+        .map(|a| ServerSpec {
+            name: a.name.to_string(),
+            kind: Kind::Arch(a),
+            workers: match a.workers {
+                Workers::One => 1,
+                _ => args.workers as usize,
+            },
+            workloads: workloads.to_vec(),
+        })
+        .collect())
+}
+
+/// The installed baselines among those asked for, each with the workloads it can run.
+fn baseline_specs(
+    baselines: &[Baseline],
+    workloads: &[Workload],
+    workers: u32,
+    find: &impl Fn(&str) -> Option<PathBuf>,
+    notes: &mut Vec<String>,
+) -> Vec<ServerSpec> {
+    let runs: Vec<Workload> = workloads
+        .iter()
+        .copied()
+        .filter(|w| w.for_baselines())
+        .collect();
+    let mut out = Vec::new();
+    for &b in baselines {
+        match find(b.program()) {
+            None => notes.push(format!(
+                "{} is not installed: no {} baseline in this run (scripts/install-bench-deps)",
+                b.program(),
+                b.name()
+            )),
+            Some(_) if runs.is_empty() => notes.push(format!(
+                "{} runs no selected workload (it has no /cpu or /io)",
+                b.name()
+            )),
+            Some(path) => out.push(ServerSpec {
+                name: b.name().to_string(),
+                kind: Kind::Baseline(b, path),
+                workers: match b {
+                    // lighttpd is one event loop; its multi-process mode is unsupported.
+                    Baseline::Lighttpd => 1,
+                    _ => workers as usize,
+                },
+                workloads: runs.clone(),
+            }),
+        }
+    }
+    out
+}
+
+/// Takes out the workloads a server cannot run here (a missing tool, a blocking architecture
+/// facing 1,000 clients at once), each with a note, and gives loadgen one target server.
+fn fit_workloads(servers: &mut [ServerSpec], tools: &Tools, notes: &mut Vec<String>) {
+    let mut drop = |w: Workload, why: String, servers: &mut [ServerSpec]| {
+        let mut any = false;
+        for s in servers.iter_mut() {
+            any |= s.workloads.contains(&w);
+            s.workloads.retain(|&v| v != w);
+        }
+        if any {
+            notes.push(format!("{}: skipped: {why}", w.name()));
+        }
+    };
+    if tools.perf.is_none() && tools.strace.is_none() {
+        drop(
+            Workload::Syscalls,
+            "neither perf nor strace is installed".into(),
+            servers,
+        );
+    }
+    if tools.h2load.is_none() && tools.wrk.is_none() {
+        drop(
+            Workload::Loadgen,
+            "neither h2load nor wrk is installed".into(),
+            servers,
+        );
+    }
+    let blocking: Vec<String> = servers
+        .iter_mut()
+        .filter(|s| s.blocking() && s.workloads.contains(&Workload::IoBurst))
+        .map(|s| {
+            s.workloads.retain(|&w| w != Workload::IoBurst);
+            s.name.clone()
+        })
+        .collect();
+    if !blocking.is_empty() {
+        notes.push(format!(
+            "io-burst: not run on {} (blocking: one client per worker at a time, so the burst \
+             takes clients/workers rounds of the wait)",
+            blocking.join(", ")
+        ));
+    }
+    // One generator comparison is enough: against lighttpd when it runs (a server none of the
+    // generators is built with), else the first of ours.
+    let target = servers
+        .iter()
+        .position(|s| {
+            s.name == Baseline::Lighttpd.name() && s.workloads.contains(&Workload::Loadgen)
+        })
+        .or_else(|| {
+            servers
+                .iter()
+                .position(|s| s.workloads.contains(&Workload::Loadgen))
+        });
+    for (i, s) in servers.iter_mut().enumerate() {
+        if Some(i) != target {
+            s.workloads.retain(|&w| w != Workload::Loadgen);
+        }
     }
 }
 
@@ -446,6 +566,12 @@ impl Plan {
 const START_COST: Duration = Duration::from_millis(300);
 /// Rough per-measurement overhead (connections, the engine's start and last tick).
 const POINT_COST: Duration = Duration::from_millis(30);
+/// The short unmeasured run before a timed point (allocator, page cache, lazy state).
+pub const WARM_UP: Duration = Duration::from_millis(100);
+/// syscalls: the tracer's start (attaching to every thread) and stop.
+const TRACER_COST: Duration = Duration::from_millis(1500);
+/// loadgen: h2load, wrk, `archserve load -t1` and `-t2`.
+const GENERATORS: u32 = 4;
 /// idle: how long no new answer must arrive before the held connections are counted.
 pub const IDLE_QUIET: Duration = Duration::from_millis(500);
 /// idle: pause between the last answer and the memory reading.
@@ -512,72 +638,60 @@ mod tests {
         T::try_parse_from(argv).unwrap().args
     }
 
-    #[test]
-    fn counts_expand() {
-        assert_eq!(counts("1-10").unwrap().0, (1..=10).collect::<Vec<_>>());
-        assert_eq!(counts("1,2,4,8").unwrap().0, vec![1, 2, 4, 8]);
-        assert_eq!(counts("2-10:4").unwrap().0, vec![2, 6, 10]);
-        assert_eq!(counts("1, 3-4,3,1").unwrap().0, vec![1, 3, 4]);
-        for bad in ["", "0", "5-1", "a", "1-", "1-3:0", "1,,2", "200000"] {
-            assert!(counts(bad).is_err(), "{bad:?}");
-        }
+    fn everything(name: &str) -> Option<PathBuf> {
+        Some(PathBuf::from("/usr/bin").join(name))
     }
 
     #[test]
-    fn defaults_are_the_seed_sweep_for_every_architecture() {
+    fn defaults_are_the_quick_set_for_every_architecture() {
         let plan = Plan::new(&args(""), |_| None).unwrap();
         let names: Vec<_> = plan.servers.iter().map(|s| s.name.as_str()).collect();
         let all: Vec<_> = arch::REGISTRY.iter().map(|a| a.name).collect();
         assert_eq!(names, all);
-        assert_eq!(plan.clients, [1, 2, 4, 5, 6, 8, 10]);
-        assert_eq!(plan.repeat, 3);
+        assert_eq!(plan.p.clients, [1, 2, 4, 5, 6, 8, 10]);
+        assert_eq!(plan.p.repeat, 3);
         for s in &plan.servers {
             let one = matches!(s.kind, Kind::Arch(a) if a.workers == Workers::One);
             assert_eq!(s.workers, if one { 1 } else { 5 }, "{}", s.name);
-            assert_eq!(s.workloads, Workload::ALL);
+            assert_eq!(s.workloads, super::super::args::Preset::quick().workloads);
         }
         assert!(plan.out.starts_with("results"));
     }
 
     #[test]
-    fn points_expand_workload_by_workload_repeat_by_repeat() {
+    fn rounds_interleave_servers_and_run_counts_once() {
         let plan = Plan::new(
-            &args(
-                "--arch threads,async --clients 1,2 --workload io,idle --repeat 2 --idle-conns 50",
-            ),
+            &args("--arch threads,async --clients 1,2 --workload io,fresh,idle --repeat 2 --idle-conns 50"),
             |_| None,
         )
         .unwrap();
         let s = &plan.servers[1];
         assert_eq!(s.name, "async");
-        let got: Vec<_> = plan
-            .points(s)
-            .iter()
-            .map(|p| (p.workload.name(), p.x, p.repeat))
-            .collect();
+        let got = |r| -> Vec<_> {
+            plan.round(s, r)
+                .iter()
+                .map(|p| (p.workload.name(), p.x, p.repeat))
+                .collect()
+        };
         assert_eq!(
-            got,
-            [
-                ("io", 1, 1),
-                ("io", 2, 1),
-                ("io", 1, 2),
-                ("io", 2, 2),
-                ("idle", 50, 1),
-                ("idle", 50, 2)
-            ]
+            got(1),
+            [("io", 1, 1), ("io", 2, 1), ("fresh", 1, 1), ("idle", 50, 1)]
         );
-        assert_eq!(plan.total_points(), 12);
+        assert_eq!(got(2), [("io", 1, 2), ("io", 2, 2), ("idle", 50, 2)]);
+        assert_eq!(plan.total_points(), 14);
     }
 
     #[test]
-    fn baselines_run_only_where_installed_and_only_static_and_idle() {
-        let a = args("--arch hybrid --baseline nginx,lighttpd");
-        let plan = Plan::new(&a, |b| {
-            (b == Baseline::Nginx).then(|| PathBuf::from("/usr/sbin/nginx"))
+    fn baselines_run_only_where_installed_and_only_what_they_can() {
+        let a = args(
+            "--arch hybrid --baseline nginx,nginx-deferred,lighttpd --workload cpu,static,idle",
+        );
+        let plan = Plan::new(&a, |p| {
+            (p == "nginx").then(|| PathBuf::from("/usr/sbin/nginx"))
         })
         .unwrap();
         let names: Vec<_> = plan.servers.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["hybrid", "nginx"]);
+        assert_eq!(names, ["hybrid", "nginx", "nginx-deferred"]);
         assert_eq!(
             plan.servers[1].workloads,
             [Workload::Static, Workload::Idle]
@@ -585,6 +699,34 @@ mod tests {
         assert_eq!(plan.servers[1].workers, 5);
         assert_eq!(plan.notes.len(), 1);
         assert!(plan.notes[0].contains("lighttpd is not installed"));
+    }
+
+    #[test]
+    fn missing_tools_and_blocking_servers_skip_with_a_note() {
+        let a = args("--arch threads,async --workload io-burst,syscalls,loadgen");
+        let plan = Plan::new(&a, |_| None).unwrap();
+        assert!(plan.servers[0].workloads.is_empty());
+        assert_eq!(plan.servers[1].workloads, [Workload::IoBurst]);
+        let notes = plan.notes.join("\n");
+        assert!(notes.contains("syscalls: skipped"), "{notes}");
+        assert!(notes.contains("loadgen: skipped"), "{notes}");
+        assert!(notes.contains("io-burst: not run on threads"), "{notes}");
+    }
+
+    #[test]
+    fn loadgen_drives_lighttpd_when_it_runs_else_the_first_architecture() {
+        let a = args("--arch threads,async --workload loadgen --baseline lighttpd");
+        let plan = Plan::new(&a, everything).unwrap();
+        let with: Vec<_> = plan
+            .servers
+            .iter()
+            .filter(|s| s.workloads.contains(&Workload::Loadgen))
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(with, ["lighttpd"]);
+        let plan = Plan::new(&args("--arch threads,async --workload loadgen"), everything).unwrap();
+        assert_eq!(plan.servers[0].workloads, [Workload::Loadgen]);
+        assert!(plan.servers[1].workloads.is_empty());
     }
 
     #[test]
@@ -598,6 +740,27 @@ mod tests {
         // threads: 5 at a time, two rounds of 100 ms; async: one round.
         let expected = START_COST * 2 + Duration::from_millis(300) + POINT_COST * 2;
         assert_eq!(est, expected);
+    }
+
+    #[test]
+    fn the_presets_fit_their_budgets_on_two_cores() {
+        let cpu = Duration::from_millis(65);
+        let quick = Plan::new(&args(""), everything).unwrap();
+        assert!(
+            quick.estimate(cpu, 2) <= Duration::from_secs(180),
+            "{:?}",
+            quick.estimate(cpu, 2)
+        );
+        let full = Plan::new(&args("--full"), everything).unwrap();
+        assert_eq!(
+            full.servers.len(),
+            arch::REGISTRY.len() + Baseline::ALL.len()
+        );
+        assert!(
+            full.estimate(cpu, 2) <= Duration::from_secs(20 * 60),
+            "{:?}",
+            full.estimate(cpu, 2)
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use plotters::coord::types::{RangedCoordf64, RangedCoordu32};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
@@ -131,7 +132,7 @@ impl Chart<'_> {
         match self.workload {
             Workload::Cpu | Workload::Io => self.lines(&root)?,
             Workload::Static => self.bars(&root, "Requests per second (median, min–max)")?,
-            Workload::Idle => self.bars(&root, "KiB of server RSS per held connection")?,
+            _ => self.bars(&root, "KiB of server RSS per held connection")?,
         }
         root.present().map_err(err)
     }
@@ -206,45 +207,46 @@ impl Chart<'_> {
             .map_err(err)
     }
 
-    /// Grouped bars. static: a group per connection count, a bar per server; idle: a bar per
-    /// server, labelled with its value and the connections held. Each bar is 2 units wide on an
-    /// integer axis, so that group centres fall on ticks that carry the group's label.
-    fn bars<DB: DrawingBackend>(
-        &self,
-        root: &DrawingArea<DB, Shift>,
-        y_desc: &str,
-    ) -> Result<(), String> {
+    /// The bar groups: static, one per connection count with a bar per server; idle, one bar
+    /// per server. Each as (label, bars: (server, point)).
+    fn groups(&self) -> Vec<Group<'_>> {
         let series = self.series();
-        // (label, bars: (server, point)).
-        let groups: Vec<(String, Vec<(&str, &PointSummary)>)> = match self.workload {
-            Workload::Static => {
-                let mut xs: Vec<u32> = self.data.iter().map(|p| p.x).collect();
-                xs.sort_unstable();
-                xs.dedup();
-                xs.into_iter()
-                    .map(|x| {
-                        let bars = series
-                            .iter()
-                            .filter_map(|s| {
-                                self.data
-                                    .iter()
-                                    .find(|p| p.server == *s && p.x == x)
-                                    .map(|p| (*s, *p))
-                            })
-                            .collect();
-                        let unit = if x == 1 { "connection" } else { "connections" };
-                        (format!("{x} {unit}"), bars)
-                    })
-                    .collect()
-            }
-            _ => series
+        if self.workload != Workload::Static {
+            return series
                 .iter()
                 .filter_map(|s| {
                     let p = self.data.iter().find(|p| p.server == *s)?;
                     Some((s.to_string(), vec![(*s, *p)]))
                 })
-                .collect(),
-        };
+                .collect();
+        }
+        let mut xs: Vec<u32> = self.data.iter().map(|p| p.x).collect();
+        xs.sort_unstable();
+        xs.dedup();
+        xs.into_iter()
+            .map(|x| {
+                let bars = series
+                    .iter()
+                    .filter_map(|s| {
+                        let p = self.data.iter().find(|p| p.server == *s && p.x == x)?;
+                        Some((*s, *p))
+                    })
+                    .collect();
+                let unit = if x == 1 { "connection" } else { "connections" };
+                (format!("{x} {unit}"), bars)
+            })
+            .collect()
+    }
+
+    /// Grouped bars, each 2 units wide on an integer axis, so that group centres fall on ticks
+    /// that carry the group's label. static has a legend; idle labels each bar with its value
+    /// and the connections held.
+    fn bars<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+        y_desc: &str,
+    ) -> Result<(), String> {
+        let groups = self.groups();
         let per_group = groups.iter().map(|g| g.1.len()).max().unwrap_or(1) as u32;
         let width = 2 * per_group + 2;
         let span = width * groups.len() as u32;
@@ -291,48 +293,12 @@ impl Chart<'_> {
         for (g, (_, bars)) in groups.iter().enumerate() {
             let offset = per_group - bars.len() as u32; // centre a short group
             for (j, (server, p)) in bars.iter().enumerate() {
-                let color = self.color(server);
                 let x0 = g as u32 * width + 1 + offset + 2 * j as u32;
-                let value = if p.median.is_finite() { p.median } else { 0.0 };
-                let drawn = chart
-                    .draw_series(std::iter::once(Rectangle::new(
-                        [(x0, 0.0), (x0 + 2, value)],
-                        color.filled(),
-                    )))
-                    .map_err(err)?;
-                if !legend_done.contains(server) && self.workload == Workload::Static {
+                let legend = !legend_done.contains(server) && self.workload == Workload::Static;
+                if legend {
                     legend_done.push(server);
-                    drawn.label(*server).legend(move |(x, y)| {
-                        Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled())
-                    });
                 }
-                if p.max > p.min {
-                    chart
-                        .draw_series(std::iter::once(ErrorBar::new_vertical(
-                            x0 + 1,
-                            p.min,
-                            p.median,
-                            p.max,
-                            BLACK.stroke_width(1),
-                            8,
-                        )))
-                        .map_err(err)?;
-                }
-                if self.workload == Workload::Idle {
-                    let held = self
-                        .held
-                        .iter()
-                        .find(|h| h.server == *server && h.x == p.x)
-                        .map_or(String::new(), |h| format!(" ({:.0} held)", h.median));
-                    let y = p.max.max(value).max(0.0) + (top - bottom) * 0.02;
-                    chart
-                        .draw_series(std::iter::once(Text::new(
-                            format!("{} KiB{held}", num(value)),
-                            (x0, y),
-                            (FAMILY, 14).into_font().color(&BLACK),
-                        )))
-                        .map_err(err)?;
-                }
+                self.bar(&mut chart, x0, server, p, legend, top - bottom)?;
             }
         }
         if self.workload == Workload::Static {
@@ -347,7 +313,63 @@ impl Chart<'_> {
         }
         Ok(())
     }
+
+    /// One bar at `x0` with its whisker, its legend entry (`legend`) and, for idle, its label.
+    fn bar<DB: DrawingBackend>(
+        &self,
+        chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordu32, RangedCoordf64>>,
+        x0: u32,
+        server: &str,
+        p: &PointSummary,
+        legend: bool,
+        height: f64,
+    ) -> Result<(), String> {
+        let color = self.color(server);
+        let value = if p.median.is_finite() { p.median } else { 0.0 };
+        let drawn = chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(x0, 0.0), (x0 + 2, value)],
+                color.filled(),
+            )))
+            .map_err(err)?;
+        if legend {
+            drawn.label(server.to_string()).legend(move |(x, y)| {
+                Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled())
+            });
+        }
+        if p.max > p.min {
+            chart
+                .draw_series(std::iter::once(ErrorBar::new_vertical(
+                    x0 + 1,
+                    p.min,
+                    p.median,
+                    p.max,
+                    BLACK.stroke_width(1),
+                    8,
+                )))
+                .map_err(err)?;
+        }
+        if self.workload == Workload::Idle {
+            let held = self
+                .held
+                .iter()
+                .find(|h| h.server == server && h.x == p.x)
+                .map_or(String::new(), |h| format!(" ({:.0} held)", h.median));
+            let y = p.max.max(value).max(0.0) + height * 0.02;
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    format!("{} KiB{held}", num(value)),
+                    (x0, y),
+                    (FAMILY, 14).into_font().color(&BLACK),
+                )))
+                .map_err(err)?;
+        }
+        Ok(())
+    }
 }
+
+/// A group of bars: its label and its (server, point) bars.
+type Group<'a> = (String, Vec<(&'a str, &'a PointSummary)>);
 
 /// Tick labels without decimals that carry nothing (`50000`, not `50000.0`).
 fn axis_number(v: f64, top: f64) -> String {

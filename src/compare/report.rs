@@ -1,16 +1,16 @@
 //! The results on disk: every measurement as a row of `raw.csv` (appended as it is taken, so an
 //! interrupted run keeps what it measured), their summary per point (median, min, max) as
-//! `summary.json`, and `report.md`: the setup, then one table per workload like the seed's sheet.
-//! Everything after raw.csv is computed from raw.csv's rows.
+//! `summary.json`, and the reports (`report.md`, `report.html`) that [`super::tables`] lays out
+//! and [`super::render`] writes. Everything after raw.csv is computed from raw.csv's rows.
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
 use serde::Serialize;
 
-use super::plan::Workload;
+use super::plan::Params;
+use super::render;
 
 /// The columns of raw.csv, in order.
 pub const CSV_HEADER: &str = "server,workers,workload,x,repeat,metric,value,unit,ok,errors";
@@ -179,41 +179,22 @@ pub struct Setup {
     /// Host, CPUs, memory, kernel, load average at the start (flattened into summary.json).
     #[serde(flatten)]
     pub machine: super::machine::Machine,
+    /// The git commit of the working tree compare ran in, `(dirty)` with uncommitted changes.
+    pub git: Option<String>,
     pub archserve: String,
     /// "release" or "debug" (the build of the compare binary; the servers are the same binary
     /// unless --server-bin says otherwise).
     pub build: String,
-    pub rustc: Option<String>,
-    /// `name: version` of each baseline measured.
-    pub baselines: Vec<String>,
+    /// rustc, every baseline, every generator and tracer used.
+    pub versions: Vec<String>,
     pub command: String,
     pub params: Params,
-    /// Lines worth knowing (baselines not installed, an interruption).
+    /// Lines worth knowing (what was skipped and why, an interruption, a failed server).
     pub notes: Vec<String>,
     pub estimated_s: f64,
     /// Filled in when the run ends.
     pub wall_s: f64,
     pub interrupted: bool,
-}
-
-/// The workload parameters, as run.
-#[derive(Debug, Clone, Serialize)]
-pub struct Params {
-    pub servers: Vec<String>,
-    pub workers: u32,
-    pub workloads: Vec<String>,
-    pub repeat: u32,
-    pub clients: Vec<u32>,
-    pub cpu_n: u64,
-    /// One `/cpu` request's work timed in the compare process before the run.
-    pub cpu_request_ms: f64,
-    pub io_ms: u64,
-    pub static_conns: Vec<u32>,
-    pub static_duration_s: f64,
-    pub static_path: String,
-    pub idle_conns: u32,
-    pub client_threads: usize,
-    pub root: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -222,7 +203,8 @@ struct SummaryFile<'a> {
     points: &'a [PointSummary],
 }
 
-/// Writes summary.json and report.md from the samples (as read back from raw.csv).
+/// Writes summary.json, report.md and report.html from the samples (as read back from
+/// raw.csv); the charts must already be in `dir` (report.html carries them inline).
 pub fn write(dir: &Path, setup: &Setup, samples: &[Sample]) -> io::Result<()> {
     let points = summarize(samples);
     let json = serde_json::to_string_pretty(&SummaryFile {
@@ -231,7 +213,9 @@ pub fn write(dir: &Path, setup: &Setup, samples: &[Sample]) -> io::Result<()> {
     })
     .map_err(io::Error::other)?;
     std::fs::write(dir.join("summary.json"), json + "\n")?;
-    std::fs::write(dir.join("report.md"), markdown(setup, &points))
+    let sections = super::tables::sections(Some(setup), samples);
+    std::fs::write(dir.join("report.md"), render::markdown(setup, &sections))?;
+    std::fs::write(dir.join("report.html"), render::html(setup, &sections, dir))
 }
 
 /// Formats a number for a table: fewer decimals as it grows.
@@ -247,9 +231,15 @@ pub fn num(v: f64) -> String {
     }
 }
 
-/// `median (min–max)`, or the median alone when every repeat gave the same.
-fn cell(p: &PointSummary) -> String {
-    let (lo, mid, hi) = (num(p.min), num(p.median), num(p.max));
+/// `median (min–max)`, or the median alone when every repeat gave the same; `†` when
+/// requests failed.
+pub fn cell(p: &PointSummary) -> String {
+    scaled_cell(p, 1.0)
+}
+
+/// [`cell`] with every value multiplied by `k` (KiB shown as bytes).
+pub fn scaled_cell(p: &PointSummary, k: f64) -> String {
+    let (lo, mid, hi) = (num(p.min * k), num(p.median * k), num(p.max * k));
     let mut s = if lo == hi {
         mid
     } else {
@@ -259,294 +249,6 @@ fn cell(p: &PointSummary) -> String {
         s += " †";
     }
     s
-}
-
-fn servers_of(points: &[PointSummary], workload: &str) -> Vec<String> {
-    let mut v: Vec<String> = Vec::new();
-    for p in points.iter().filter(|p| p.workload == workload) {
-        if !v.contains(&p.server) {
-            v.push(p.server.clone());
-        }
-    }
-    v
-}
-
-fn xs_of(points: &[PointSummary], workload: &str) -> Vec<u32> {
-    let mut v: Vec<u32> = points
-        .iter()
-        .filter(|p| p.workload == workload)
-        .map(|p| p.x)
-        .collect();
-    v.sort_unstable();
-    v.dedup();
-    v
-}
-
-fn find<'a>(
-    points: &'a [PointSummary],
-    server: &str,
-    workload: &str,
-    x: u32,
-    metric: &str,
-) -> Option<&'a PointSummary> {
-    points
-        .iter()
-        .find(|p| p.server == server && p.workload == workload && p.x == x && p.metric == metric)
-}
-
-/// Footnote listing the points where requests failed.
-fn error_note(points: &[PointSummary], workload: &str) -> String {
-    let bad: Vec<String> = points
-        .iter()
-        .filter(|p| p.workload == workload && p.errors > 0)
-        .map(|p| {
-            format!(
-                "{} at {}: {} failed of {}",
-                p.server,
-                p.x,
-                p.errors,
-                p.ok + p.errors
-            )
-        })
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    if bad.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "\n† requests failed (summed over repeats): {}.\n",
-            bad.join("; ")
-        )
-    }
-}
-
-/// The seed's sheet: one row per client count, one column per server, total time in ms.
-fn seed_table(out: &mut String, points: &[PointSummary], w: Workload) {
-    let servers = servers_of(points, w.name());
-    let _ = writeln!(out, "| {} | {} |", w.x_name(), servers.join(" | "));
-    let _ = writeln!(out, "|---|{}", "---|".repeat(servers.len()));
-    for x in xs_of(points, w.name()) {
-        let cells: Vec<String> = servers
-            .iter()
-            .map(|s| find(points, s, w.name(), x, "total_ms").map_or("".into(), cell))
-            .collect();
-        let _ = writeln!(out, "| {x} | {} |", cells.join(" | "));
-    }
-    out.push_str(&error_note(points, w.name()));
-}
-
-fn static_table(out: &mut String, points: &[PointSummary]) {
-    let w = Workload::Static.name();
-    out.push_str("| server | workers | connections | requests/s | p50 ms | p99 ms |\n");
-    out.push_str("|---|---|---|---|---|---|\n");
-    for s in servers_of(points, w) {
-        for x in xs_of(points, w) {
-            let Some(rps) = find(points, &s, w, x, "req_per_s") else {
-                continue;
-            };
-            let get = |m| find(points, &s, w, x, m).map_or(String::new(), cell);
-            let _ = writeln!(
-                out,
-                "| {s} | {} | {x} | {} | {} | {} |",
-                rps.workers,
-                cell(rps),
-                get("p50_ms"),
-                get("p99_ms")
-            );
-        }
-    }
-    out.push_str(&error_note(points, w));
-}
-
-fn idle_table(out: &mut String, points: &[PointSummary]) {
-    let w = Workload::Idle.name();
-    out.push_str(
-        "| server | workers | connections wanted | opened | held (answered) | RSS before KiB | \
-         RSS after KiB | KiB per held connection |\n",
-    );
-    out.push_str("|---|---|---|---|---|---|---|---|\n");
-    for s in servers_of(points, w) {
-        for x in xs_of(points, w) {
-            let Some(per) = find(points, &s, w, x, "kib_per_conn") else {
-                continue;
-            };
-            let get = |m| find(points, &s, w, x, m).map_or(String::new(), cell);
-            let _ = writeln!(
-                out,
-                "| {s} | {} | {x} | {} | {} | {} | {} | {} |",
-                per.workers,
-                get("opened"),
-                get("held"),
-                get("rss_before_kib"),
-                get("rss_after_kib"),
-                cell(per)
-            );
-        }
-    }
-    out.push_str(&error_note(points, w));
-}
-
-/// report.md.
-pub fn markdown(setup: &Setup, points: &[PointSummary]) -> String {
-    let p = &setup.params;
-    let m = &setup.machine;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "# archserve compare: {} on {}\n",
-        setup.date, setup.machine.host
-    );
-    if setup.interrupted {
-        out.push_str("**Interrupted**: the run was stopped before the end; what follows is what was measured.\n\n");
-    }
-    out.push_str(
-        "Every cell is the median of the repeats, with the minimum–maximum in parentheses. \
-         Every number comes from `raw.csv` beside this file.\n\n",
-    );
-    out.push_str("## Setup\n\n| | |\n|---|---|\n");
-    let mut row = |k: &str, v: String| {
-        let _ = writeln!(out, "| {k} | {v} |");
-    };
-    row(
-        "machine",
-        format!(
-            "{} CPUs ({}), {} MiB memory, Linux {}",
-            m.cpus, m.cpu_model, m.memory_mib, m.kernel
-        ),
-    );
-    row(
-        "load average at start",
-        format!(
-            "{} (1 min): other work competing for the {} CPUs",
-            num(m.load_1m),
-            m.cpus
-        ),
-    );
-    row(
-        "versions",
-        std::iter::once(format!(
-            "archserve {} ({} build)",
-            setup.archserve, setup.build
-        ))
-        .chain(setup.rustc.clone())
-        .chain(setup.baselines.iter().cloned())
-        .collect::<Vec<_>>()
-        .join("; "),
-    );
-    row("command", format!("`{}`", setup.command));
-    row(
-        "servers",
-        format!(
-            "{} (workers: {} unless an architecture runs exactly one)",
-            p.servers.join(", "),
-            p.workers
-        ),
-    );
-    row("repeats", p.repeat.to_string());
-    let runs = |w: &str| p.workloads.iter().any(|x| x == w);
-    if runs("cpu") {
-        row(
-        "cpu",
-        format!(
-            "GET /cpu?n={} (the primes in 1..={} by trial division; {} ms of one core, timed before the run), clients {}",
-            p.cpu_n,
-            p.cpu_n,
-            num(p.cpu_request_ms),
-            list(&p.clients)
-        ),
-    );
-    }
-    if runs("io") {
-        row(
-            "io",
-            format!(
-                "GET /io?ms={} (the server waits {} ms, the seed waited 1000), clients {}",
-                p.io_ms,
-                p.io_ms,
-                list(&p.clients)
-            ),
-        );
-    }
-    if runs("static") {
-        row(
-            "static",
-            format!(
-            "GET {} on keep-alive connections, {} s per point, connections {}, {} load thread(s)",
-            p.static_path,
-            p.static_duration_s,
-            list(&p.static_conns),
-            p.client_threads
-        ),
-        );
-    }
-    if runs("idle") {
-        row(
-            "idle",
-            format!(
-                "{} keep-alive connections, each after one GET {}; a fresh server per repeat",
-                p.idle_conns, p.static_path
-            ),
-        );
-    }
-    row("document root", format!("`{}`", p.root));
-    row(
-        "wall time",
-        format!(
-            "{:.0} s (estimated {:.0} s)",
-            setup.wall_s, setup.estimated_s
-        ),
-    );
-    for n in &setup.notes {
-        let _ = writeln!(out, "\nNote: {n}");
-    }
-
-    if points.iter().any(|p| p.workload == "cpu") {
-        out.push_str("\n## CPU Bound Task\n\n");
-        out.push_str(
-            "N clients at once, each one `GET /cpu` on a new connection; response time = total \
-             wall time until the last of the N answered, in ms (the seed's measurement).\n\n\
-             ![CPU Bound Task](cpu.png)\n\n",
-        );
-        seed_table(&mut out, points, Workload::Cpu);
-    }
-    if points.iter().any(|p| p.workload == "io") {
-        out.push_str("\n## I/O Bound Task\n\n");
-        out.push_str(
-            "N clients at once, each one `GET /io` on a new connection; response time = total \
-             wall time until the last of the N answered, in ms.\n\n\
-             ![I/O Bound Task](io.png)\n\n",
-        );
-        seed_table(&mut out, points, Workload::Io);
-    }
-    if points.iter().any(|p| p.workload == "static") {
-        out.push_str("\n## Static file, keep-alive\n\n");
-        out.push_str(
-            "Closed loop: each connection sends its next request when the previous answer is \
-             complete. Latency from a request's start to its last byte.\n\n\
-             ![Static file throughput](static.png)\n\n",
-        );
-        static_table(&mut out, points);
-    }
-    if points.iter().any(|p| p.workload == "idle") {
-        out.push_str("\n## Memory per idle keep-alive connection\n\n");
-        out.push_str(
-            "Connections are opened 100 at a time, each sends one request, and each batch's \
-             answers are awaited before the next; those answered are held open and idle. \
-             Opening stops when a batch is not answered in full. RSS is VmRSS summed over the server's processes (from \
-             /proc), before opening and after the answers; the difference is divided by the \
-             connections held. Kernel socket buffers are not in RSS. A blocking architecture \
-             holds at most one connection per worker: the rest of its first batch waits \
-             unanswered in the listen backlog.\n\n\
-             ![Memory per idle connection](idle.png)\n\n",
-        );
-        idle_table(&mut out, points);
-    }
-    out
-}
-
-fn list(v: &[u32]) -> String {
-    v.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]

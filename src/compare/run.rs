@@ -1,60 +1,34 @@
-//! Runs the sweep. Each server in turn is a child process in a process group of its own, on a
-//! free loopback port, with the same root and worker count; the run waits until it answers,
-//! takes that server's measurements (a fresh server for each `idle` repeat, so memory already
-//! touched by earlier load does not hide the cost of new connections), stops it with SIGTERM,
-//! reaps it and sweeps its group with SIGKILL, then goes on to the next.
+//! Runs the comparison: the plan, its estimate and progress bar, the rounds (every server once
+//! per round, in turn: a fresh server for its round's workloads, and a fresh one again for each
+//! `idle` point, so memory already touched by earlier load does not hide the cost of new
+//! connections), then everything written from raw.csv at the end.
 //!
 //! Ctrl-C: SIGINT/SIGTERM are blocked before any thread exists and taken by one watcher thread.
 //! The first stops the server being measured (SIGTERM), and the run writes what it measured so
 //! far and exits 130; a second one kills every server's process group at once and exits. The
 //! servers' own process groups keep the terminal's SIGINT away from them, so they are stopped
-//! the one way this module controls. A [`Running`] server that goes out of scope on any path
-//! (an error, a panic unwinding) is stopped by its `Drop`.
-use std::fs::OpenOptions;
-use std::io::{self, BufRead, BufReader, IsTerminal};
-use std::net::SocketAddr;
-use std::os::unix::process::CommandExt;
+//! the one way this module controls.
+use std::io::{self, IsTerminal};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use nix::sys::signal::{kill, killpg, Signal};
-use nix::unistd::Pid;
 
-use crate::arch::Workers;
-use crate::client::engine::{self, Limit, Plan as LoadPlan, Progress};
-use crate::client::target::{encode_request, Target};
 use crate::shutdown::Signals;
 
-use super::baseline;
-use super::machine;
 use super::measure;
-use super::plan::{self, CompareArgs, Kind, Plan, ServerSpec, Workload};
-use super::plot;
-use super::report::{self, CsvWriter, Params, Setup};
+use super::plan::{self, Kind, Plan, ServerSpec, Workload};
+use super::report::{self, CsvWriter, Setup};
+use super::scratch::Scratch;
+use super::server::{live, stopped, Running, STOP};
+use super::{browser, docs, machine, plot, syscalls, CompareArgs};
 
-/// Process groups of the servers now running (their leaders' pids).
-static LIVE: Mutex<Vec<Pid>> = Mutex::new(Vec::new());
-/// Set by the first SIGINT/SIGTERM: take no further measurement.
-static STOP: AtomicBool = AtomicBool::new(false);
-
-/// How long a server may take to print its address and answer a first request.
-const START_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long a server may take to exit after SIGTERM (ours have a 10 s grace period for
-/// requests in flight; none should be in flight when they are stopped).
-const STOP_TIMEOUT: Duration = Duration::from_secs(12);
-
-fn stopped() -> bool {
-    STOP.load(Ordering::SeqCst)
-}
-
-fn live() -> std::sync::MutexGuard<'static, Vec<Pid>> {
-    LIVE.lock().unwrap_or_else(|e| e.into_inner())
-}
+/// The scratch root, removed by the watcher when a second signal ends the run at once.
+static SCRATCH_DIR: OnceLock<PathBuf> = OnceLock::new();
 
 /// The watcher thread: first signal, stop gently; second, kill everything and leave.
 fn watch(signals: Signals) {
@@ -75,6 +49,9 @@ fn watch(signals: Signals) {
             for pid in groups {
                 let _ = killpg(pid, Signal::SIGKILL);
             }
+            if let Some(dir) = SCRATCH_DIR.get() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
             std::process::exit(130);
         }
     }
@@ -86,68 +63,179 @@ pub fn run(args: CompareArgs) -> anyhow::Result<i32> {
     if let Some(dir) = &args.replot {
         return replot(dir);
     }
+    if let Some(dir) = &args.update_docs {
+        for file in docs::update(dir, &args.docs)? {
+            println!("updated {}", file.display());
+        }
+        return Ok(0);
+    }
     let started = Instant::now();
     // First: every thread made from here on (engine, progress bar) inherits the mask.
     let signals = Signals::block().context("blocking SIGINT/SIGTERM")?;
     std::thread::spawn(move || watch(signals));
 
-    let plan = Plan::new(&args, plan::Baseline::find).map_err(anyhow::Error::msg)?;
-    raise_fd_limit(plan.idle_conns as u64 + 1024);
-    std::fs::create_dir_all(&plan.out)
-        .with_context(|| format!("creating {}", plan.out.display()))?;
+    let mut plan = Plan::new(&args, plan::find_program).map_err(anyhow::Error::msg)?;
     let m = machine::machine();
     let runs_cpu = plan
         .servers
         .iter()
         .any(|s| s.workloads.contains(&Workload::Cpu));
     let cpu_request = if runs_cpu {
-        plan::time_cpu_request(plan.cpu_n)
+        plan::time_cpu_request(plan.p.cpu_n)
     } else {
         Duration::ZERO
     };
+    plan.p.cpu_request_ms = cpu_request.as_secs_f64() * 1e3;
     let estimate = plan.estimate(cpu_request, m.cpus);
-    let names: Vec<String> = plan.servers.iter().map(|s| s.name.clone()).collect();
-    println!(
-        "Comparing {} on {} CPUs: {} measurements, estimated {}; results in {}",
-        names.join(", "),
-        m.cpus,
-        plan.total_points(),
-        human(estimate),
-        plan.out.display()
-    );
-    for note in &plan.notes {
-        println!("{note}");
+    announce(&plan, m.cpus, estimate);
+    if args.dry_run {
+        return Ok(0);
     }
+    raise_fd_limit(u64::from(plan.p.idle_conns.max(plan.p.burst_clients)) + 1024);
+    std::fs::create_dir_all(&plan.out)
+        .with_context(|| format!("creating {}", plan.out.display()))?;
+    let scratch = Scratch::create(&plan.serve_root, &plan.out)
+        .with_context(|| format!("copying the document root into {}", plan.out.display()))?;
+    let _ = SCRATCH_DIR.set(scratch.root());
+    plan.serve_root = scratch.root();
 
     let bar = progress_bar(plan.total_points() as u64);
     let raw = plan.out.join("raw.csv");
     let mut csv = CsvWriter::create(&raw).with_context(|| format!("creating {}", raw.display()))?;
-    let mut failures = Vec::new();
-    for spec in &plan.servers {
+    let failures = sweep(&plan, &mut csv, &bar);
+    bar.finish_and_clear();
+    drop(csv);
+    drop(scratch);
+    let setup = setup(&plan, m, &failures, estimate, started);
+    finish(&plan.out, &setup)?;
+    Ok(if setup.interrupted {
+        130
+    } else if !failures.is_empty() {
+        1
+    } else {
+        0
+    })
+}
+
+/// The first lines: what will run, for how long, and what was left out.
+fn announce(plan: &Plan, cpus: usize, estimate: Duration) {
+    println!(
+        "Comparing {} on {} CPUs: {} measurements in {} rounds, estimated {}; results in {}",
+        plan.p.servers.join(", "),
+        cpus,
+        plan.total_points(),
+        plan.p.repeat,
+        human(estimate),
+        plan.out.display()
+    );
+    for s in &plan.servers {
+        let w: Vec<&str> = s.workloads.iter().map(|w| w.name()).collect();
+        println!("  {} ({} workers): {}", s.name, s.workers, w.join(", "));
+    }
+    for note in &plan.notes {
+        println!("{note}");
+    }
+}
+
+/// The rounds: every server in turn, once per repeat. A server that fails is reported and
+/// left out of the later rounds. Returns the failures, one line each.
+fn sweep(plan: &Plan, csv: &mut CsvWriter, bar: &ProgressBar) -> Vec<String> {
+    let mut failures: Vec<String> = Vec::new();
+    let mut failed: Vec<&str> = Vec::new();
+    for repeat in 1..=plan.p.repeat {
+        for spec in &plan.servers {
+            if stopped() {
+                return failures;
+            }
+            if failed.contains(&spec.name.as_str()) {
+                bar.inc(plan.round(spec, repeat).len() as u64);
+                continue;
+            }
+            if let Err(e) = round(plan, spec, repeat, csv, bar) {
+                let line = format!("{} (round {repeat}): {e:#}", spec.name);
+                say(bar, &format!("error: {line}"));
+                failures.push(line);
+                failed.push(&spec.name);
+            }
+        }
+    }
+    failures
+}
+
+/// One server's round: one server for every workload but idle; a fresh one per idle point.
+fn round(
+    plan: &Plan,
+    spec: &ServerSpec,
+    repeat: u32,
+    csv: &mut CsvWriter,
+    bar: &ProgressBar,
+) -> anyhow::Result<()> {
+    let (idle, shared): (Vec<_>, Vec<_>) = plan
+        .round(spec, repeat)
+        .into_iter()
+        .partition(|p| p.workload == Workload::Idle);
+    let mut batches: Vec<Vec<plan::Point>> = Vec::new();
+    if !shared.is_empty() {
+        batches.push(shared);
+    }
+    batches.extend(idle.into_iter().map(|p| vec![p]));
+    for batch in batches {
         if stopped() {
             break;
         }
-        if let Err(e) = sweep(&plan, spec, &mut csv, &bar) {
-            let line = format!("{}: {e:#}", spec.name);
-            say(&bar, &format!("error: {line}"));
-            failures.push(line);
+        let mut server = Running::start(plan, spec)?;
+        say(
+            bar,
+            &format!(
+                "round {repeat}: {} ({} workers) on {}",
+                spec.name, spec.workers, server.addr
+            ),
+        );
+        for p in batch {
+            if stopped() {
+                break;
+            }
+            bar.set_message(format!(
+                "round {}/{} · {} · {} {} {}",
+                repeat,
+                plan.p.repeat,
+                spec.name,
+                p.workload.name(),
+                p.x,
+                p.workload.x_name(),
+            ));
+            let rows = measure::measure(plan, spec, p, &server.probe())
+                .with_context(|| format!("{} {} at {}", spec.name, p.workload.name(), p.x))?;
+            if !stopped() {
+                csv.write(&rows).context("writing raw.csv")?;
+            }
+            bar.inc(1);
+        }
+        if let Some(line) = server.stop() {
+            say(bar, &line);
         }
     }
-    bar.finish_and_clear();
-    drop(csv);
+    Ok(())
+}
+
+/// The setup section: machine, commit, versions, parameters, notes, times.
+fn setup(
+    plan: &Plan,
+    m: machine::Machine,
+    failures: &[String],
+    estimate: Duration,
+    started: Instant,
+) -> Setup {
     let interrupted = stopped();
     let mut notes = plan.notes.clone();
     notes.extend(failures.iter().cloned());
     if interrupted {
-        notes.push("interrupted by a signal before the end of the sweep".into());
+        notes.push("interrupted by a signal before the end of the run".into());
     }
-
-    let text =
-        std::fs::read_to_string(&raw).with_context(|| format!("reading {}", raw.display()))?;
-    let samples = report::parse_csv(&text).map_err(anyhow::Error::msg)?;
-    let setup = Setup {
+    Setup {
         date: plan::today(),
-        machine: m.clone(),
+        machine: m,
+        git: machine::git_commit(),
         archserve: env!("CARGO_PKG_VERSION").to_string(),
         build: if cfg!(debug_assertions) {
             "debug"
@@ -155,57 +243,86 @@ pub fn run(args: CompareArgs) -> anyhow::Result<i32> {
             "release"
         }
         .to_string(),
-        rustc: machine::rustc(),
-        baselines: plan
-            .servers
-            .iter()
-            .filter_map(|s| match &s.kind {
-                Kind::Baseline(b, bin) => Some(baseline::version(*b, bin)),
-                Kind::Arch(_) => None,
-            })
-            .collect(),
+        versions: versions(plan),
         command: machine::command_line(std::env::args()),
-        params: Params {
-            servers: names,
-            workers: args.workers,
-            workloads: args.workload.iter().map(|w| w.name().to_string()).collect(),
-            repeat: plan.repeat,
-            clients: plan.clients.clone(),
-            cpu_n: plan.cpu_n,
-            cpu_request_ms: cpu_request.as_secs_f64() * 1e3,
-            io_ms: plan.io_ms,
-            static_conns: plan.static_conns.clone(),
-            static_duration_s: plan.static_duration.as_secs_f64(),
-            static_path: plan.static_path.clone(),
-            idle_conns: plan.idle_conns,
-            client_threads: plan.client_threads,
-            root: plan.root.display().to_string(),
-        },
+        params: plan.p.clone(),
         notes,
         estimated_s: estimate.as_secs_f64(),
         wall_s: started.elapsed().as_secs_f64(),
         interrupted,
+    }
+}
+
+/// The version of every program the run used besides archserve.
+fn versions(plan: &Plan) -> Vec<String> {
+    let mut out: Vec<String> = machine::rustc().into_iter().collect();
+    let uses = |w: Workload| plan.servers.iter().any(|s| s.workloads.contains(&w));
+    let mut programs: Vec<(PathBuf, &[&str])> = Vec::new();
+    for s in &plan.servers {
+        if let Kind::Baseline(_, bin) = &s.kind {
+            if !programs.iter().any(|(p, _)| p == bin) {
+                programs.push((bin.clone(), &["-v"]));
+            }
+        }
+    }
+    if uses(Workload::Loadgen) {
+        programs.extend(plan.tools.h2load.clone().map(|p| (p, &["--version"][..])));
+        programs.extend(plan.tools.wrk.clone().map(|p| (p, &["-v"][..])));
+    }
+    if uses(Workload::Syscalls) {
+        if let Some((tool, bin)) = syscalls::tracer(plan) {
+            programs.push((
+                bin,
+                if tool == "perf" {
+                    &["--version"]
+                } else {
+                    &["-V"]
+                },
+            ));
+        }
+    }
+    out.extend(
+        programs
+            .iter()
+            .map(|(bin, args)| machine::program_version(bin, args)),
+    );
+    out
+}
+
+/// Everything after raw.csv: charts, summary.json, report.md, report.html, the screenshot.
+fn finish(out: &Path, setup: &Setup) -> anyhow::Result<()> {
+    let raw = out.join("raw.csv");
+    let text =
+        std::fs::read_to_string(&raw).with_context(|| format!("reading {}", raw.display()))?;
+    let samples = report::parse_csv(&text).map_err(anyhow::Error::msg)?;
+    let charts = plot::draw_all(out, &samples).map_err(|e| anyhow!("drawing charts: {e}"))?;
+    report::write(out, setup, &samples).context("writing the report")?;
+    let html = out.join("report.html");
+    let shot = match browser::screenshot(&html, &out.join("report.png")) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            eprintln!("no screenshot of report.html: {e}");
+            None
+        }
     };
-    report::write(&plan.out, &setup, &samples).context("writing the report")?;
-    let charts = plot::draw_all(&plan.out, &samples).map_err(|e| anyhow!("drawing charts: {e}"))?;
     println!(
-        "Done in {} (estimated {}): {}",
-        human(started.elapsed()),
-        human(estimate),
+        "Done in {:.0} s (estimated {:.0} s). Files: {}",
+        setup.wall_s,
+        setup.estimated_s,
         ["raw.csv", "summary.json", "report.md"]
             .iter()
-            .map(|f| plan.out.join(f).display().to_string())
-            .chain(charts.iter().map(|p| p.display().to_string()))
+            .map(|f| out.join(f))
+            .chain(charts)
+            .chain(shot)
+            .map(|p| p.display().to_string())
             .collect::<Vec<_>>()
             .join(" ")
     );
-    Ok(if interrupted {
-        130
-    } else if !failures.is_empty() {
-        1
-    } else {
-        0
-    })
+    println!(
+        "Report: {}",
+        std::fs::canonicalize(&html).unwrap_or(html).display()
+    );
+    Ok(())
 }
 
 /// `--replot DIR`: the charts again from DIR/raw.csv (after a change to the drawing, or to
@@ -221,309 +338,8 @@ fn replot(dir: &Path) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// One server's measurements: one server for cpu, io and static; a fresh one per idle repeat.
-fn sweep(
-    plan: &Plan,
-    spec: &ServerSpec,
-    csv: &mut CsvWriter,
-    bar: &ProgressBar,
-) -> anyhow::Result<()> {
-    let (idle, shared): (Vec<_>, Vec<_>) = plan
-        .points(spec)
-        .into_iter()
-        .partition(|p| p.workload == Workload::Idle);
-    let mut server: Option<Running> = None;
-    for p in shared.into_iter().chain(idle) {
-        if stopped() {
-            break;
-        }
-        if p.workload == Workload::Idle {
-            if let Some(mut s) = server.take() {
-                s.stop(bar);
-            }
-        }
-        let s = match &mut server {
-            Some(s) => s,
-            None => {
-                let s = Running::start(plan, spec)?;
-                say(
-                    bar,
-                    &format!(
-                        "{} ({} workers) on {}{}",
-                        spec.name,
-                        spec.workers,
-                        s.addr,
-                        if p.workload == Workload::Idle {
-                            ", fresh for idle"
-                        } else {
-                            ""
-                        }
-                    ),
-                );
-                server.insert(s)
-            }
-        };
-        bar.set_message(format!(
-            "{} · {} · {} {} · repeat {}/{}",
-            spec.name,
-            p.workload.name(),
-            p.x,
-            p.workload.x_name(),
-            p.repeat,
-            plan.repeat
-        ));
-        let pid = s.pid;
-        let rows = measure::measure(plan, spec, p, s.addr, || group_rss_kib(pid))
-            .with_context(|| format!("{} {} at {}", spec.name, p.workload.name(), p.x))?;
-        if !stopped() {
-            csv.write(&rows).context("writing raw.csv")?;
-        }
-        bar.inc(1);
-        if p.workload == Workload::Idle {
-            if let Some(mut s) = server.take() {
-                s.stop(bar);
-            }
-        }
-    }
-    if let Some(mut s) = server.take() {
-        s.stop(bar);
-    }
-    Ok(())
-}
-
-/// A server started by the run; stopped (and its group swept) when dropped.
-struct Running {
-    name: String,
-    child: Child,
-    pid: Pid,
-    addr: SocketAddr,
-    log: PathBuf,
-    stopped: bool,
-    /// archserve (must exit 0 on SIGTERM), not a baseline (lighttpd exits 1 on SIGTERM).
-    ours: bool,
-}
-
-impl Running {
-    fn start(plan: &Plan, spec: &ServerSpec) -> anyhow::Result<Running> {
-        let dir = plan.out.join("servers");
-        std::fs::create_dir_all(&dir)?;
-        let log = dir.join(format!("{}.log", spec.name));
-        let log_file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .with_context(|| format!("opening {}", log.display()))?;
-        let (mut cmd, known) = match &spec.kind {
-            Kind::Arch(a) => {
-                let mut cmd = Command::new(&plan.server_bin);
-                cmd.args([
-                    "serve",
-                    "--arch",
-                    a.name,
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    "0",
-                ])
-                .arg("--root")
-                .arg(&plan.root);
-                if a.workers != Workers::One {
-                    cmd.arg("-w").arg(spec.workers.to_string());
-                }
-                (cmd, None)
-            }
-            Kind::Baseline(b, bin) => {
-                let addr = baseline::free_port()?;
-                let cmd =
-                    baseline::prepare(*b, bin, &dir.join(b.name()), &plan.root, addr, spec.workers)
-                        .with_context(|| format!("writing the {} configuration", b.name()))?;
-                (cmd, Some(addr))
-            }
-        };
-        // The blocked SIGINT/SIGTERM of this process would be inherited through exec (std does
-        // not reset the mask on every spawn path), and a server that never unblocks them, like
-        // lighttpd, could not be stopped.
-        // SAFETY: only async-signal-safe work between fork and exec: pthread_sigmask on a
-        // set built on the stack.
-        unsafe {
-            cmd.pre_exec(|| {
-                nix::sys::signal::pthread_sigmask(
-                    nix::sys::signal::SigmaskHow::SIG_SETMASK,
-                    Some(&nix::sys::signal::SigSet::empty()),
-                    None,
-                )
-                .map_err(io::Error::from)
-            });
-        }
-        cmd.process_group(0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log_file);
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("starting {:?}", cmd.get_program()))?;
-        let pid = Pid::from_raw(child.id() as i32);
-        live().push(pid);
-        let stdout = child.stdout.take();
-        let mut running = Running {
-            name: spec.name.clone(),
-            child,
-            pid,
-            addr: known.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
-            log,
-            stopped: false,
-            ours: matches!(spec.kind, Kind::Arch(_)),
-        };
-        // The first stdout line (ours: "Server listening on ADDR"); the rest is drained so the
-        // server never blocks on a full pipe.
-        let (tx, rx) = mpsc::channel();
-        if let Some(out) = stdout {
-            std::thread::spawn(move || {
-                let mut lines = BufReader::new(out).lines();
-                let _ = tx.send(lines.next());
-                for _ in lines {}
-            });
-        }
-        if known.is_none() {
-            let line = match rx.recv_timeout(START_TIMEOUT) {
-                Ok(Some(Ok(line))) => line,
-                _ => bail!("did not print its address{}", running.log_tail()),
-            };
-            running.addr = line
-                .strip_prefix("Server listening on ")
-                .and_then(|a| a.trim().parse().ok())
-                .ok_or_else(|| anyhow!("unexpected first line {line:?}{}", running.log_tail()))?;
-        }
-        running.wait_ready(&plan.static_path)?;
-        Ok(running)
-    }
-
-    /// Until one request gets a valid response (any status), or the server exits, or time out.
-    fn wait_ready(&mut self, path: &str) -> anyhow::Result<()> {
-        let target =
-            Target::new("127.0.0.1", self.addr.port(), path).map_err(anyhow::Error::msg)?;
-        let probe = LoadPlan {
-            addr: self.addr,
-            request: encode_request("GET", &target, &[], true),
-            head_request: false,
-            connections: 1,
-            threads: 1,
-            limit: Limit::Requests(1),
-            rate: None,
-            keep_alive: false,
-            timeout: Duration::from_secs(1),
-        };
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!("exited at start ({status}){}", self.log_tail());
-            }
-            if stopped() {
-                bail!("interrupted while starting");
-            }
-            if engine::run(&probe, &Progress::new(1), None)?.responses > 0 {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("did not answer within {START_TIMEOUT:?}{}", self.log_tail());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// The last lines of the server's stderr, for an error message.
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = lines[lines.len().saturating_sub(5)..].join("\n  ");
-        if tail.is_empty() {
-            format!(" (log: {})", self.log.display())
-        } else {
-            format!("; {}:\n  {tail}", self.log.display())
-        }
-    }
-
-    /// SIGTERM, wait, SIGKILL if it hangs; then sweep the group: nothing of it may outlive the
-    /// run (a worker whose master died would keep the port).
-    fn stop(&mut self, bar: &ProgressBar) {
-        if self.stopped {
-            return;
-        }
-        self.stopped = true;
-        let _ = kill(self.pid, Signal::SIGTERM);
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        let status = loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => break Some(status),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(5))
-                }
-                _ => {
-                    say(
-                        bar,
-                        &format!("{} did not stop on SIGTERM: killed", self.name),
-                    );
-                    let _ = killpg(self.pid, Signal::SIGKILL);
-                    break self.child.wait().ok();
-                }
-            }
-        };
-        let _ = killpg(self.pid, Signal::SIGKILL);
-        live().retain(|&p| p != self.pid);
-        if let Some(s) = status.filter(|s| !s.success() && self.ours) {
-            say(bar, &format!("{} exited with {s} when stopped", self.name));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.stop(&ProgressBar::hidden());
-    }
-}
-
-/// VmRSS summed over every process in the group led by `pgid` (the server and its workers).
-pub fn group_rss_kib(pgid: Pid) -> io::Result<u64> {
-    let mut total = 0;
-    let mut found = false;
-    for entry in std::fs::read_dir("/proc")? {
-        let Ok(entry) = entry else { continue };
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
-        else {
-            continue;
-        };
-        let dir = Path::new("/proc").join(pid);
-        // A process may exit between listing and reading: skip it.
-        let Ok(stat) = std::fs::read_to_string(dir.join("stat")) else {
-            continue;
-        };
-        if stat_pgrp(&stat) != Some(pgid.as_raw()) {
-            continue;
-        }
-        found = true;
-        if let Ok(status) = std::fs::read_to_string(dir.join("status")) {
-            total += machine::meminfo_kib(&status, "VmRSS").unwrap_or(0);
-        }
-    }
-    if found {
-        Ok(total)
-    } else {
-        Err(io::Error::other(format!("no process in group {pgid}")))
-    }
-}
-
-/// The process group from /proc/PID/stat: the third field after the `(comm)`, which may itself
-/// contain spaces and parentheses (so split after the last `)`).
-fn stat_pgrp(stat: &str) -> Option<i32> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(2)?.parse().ok()
-}
-
-/// Lifts the soft limit on open files to the hard one: the idle workload holds thousands of
-/// sockets (and the servers, which inherit it, as many).
+/// Lifts the soft limit on open files to the hard one: the idle and io-burst workloads hold
+/// thousands of sockets (and the servers, which inherit it, as many).
 fn raise_fd_limit(want: u64) {
     use nix::sys::resource::{getrlimit, Resource};
     crate::descriptors::raise_nofile_limit();
@@ -572,19 +388,6 @@ fn human(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_the_process_group_from_stat() {
-        assert_eq!(stat_pgrp("123 (archserve) S 1 123 123 0 -1"), Some(123));
-        assert_eq!(stat_pgrp("7 (a) b (c) R 1 42 7 0"), Some(42));
-        assert_eq!(stat_pgrp("garbage"), None);
-    }
-
-    #[test]
-    fn this_process_group_has_memory() {
-        let me = nix::unistd::getpgrp();
-        assert!(group_rss_kib(me).unwrap() > 0);
-    }
 
     #[test]
     fn durations_read_like_a_person_would_say_them() {
