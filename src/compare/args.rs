@@ -125,6 +125,26 @@ pub struct CompareArgs {
     /// The archserve binary whose architectures are started [default: this one].
     #[arg(long, value_name = "PATH")]
     pub server_bin: Option<PathBuf>,
+    /// Also run every architecture from another archserve binary (a build of another commit),
+    /// as `ARCH@LABEL` in the same interleaved rounds, with paired ratios against it: a
+    /// before-and-after measurement. `LABEL=PATH`, e.g. `before=/tmp/archserve-v1`.
+    #[arg(long, value_name = "LABEL=PATH", value_parser = parse_against)]
+    pub against: Option<(String, PathBuf)>,
+}
+
+/// `LABEL=PATH` for `--against`.
+fn parse_against(s: &str) -> Result<(String, PathBuf), String> {
+    let (label, path) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not LABEL=PATH"))?;
+    if label.is_empty() || !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err(format!("label {label:?}: use letters, digits and -"));
+    }
+    let path = PathBuf::from(path);
+    if !path.is_file() {
+        return Err(format!("{} is not a file", path.display()));
+    }
+    Ok((label.to_string(), path))
 }
 
 /// The values a preset gives the flags left out.

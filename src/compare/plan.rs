@@ -145,7 +145,8 @@ fn is_executable(p: &Path) -> bool {
 /// What a server in the sweep is.
 #[derive(Debug, Clone)]
 pub enum Kind {
-    Arch(&'static Arch),
+    /// One of ours, from this run's archserve binary or (`--against`) another one.
+    Arch(&'static Arch, Option<PathBuf>),
     /// A baseline and the path of its binary.
     Baseline(Baseline, PathBuf),
 }
@@ -167,7 +168,7 @@ impl ServerSpec {
     pub fn blocking(&self) -> bool {
         // The registry gives the blocking loops the short idle timeout: exactly the property
         // (a connection occupies a worker) that matters here.
-        matches!(self.kind, Kind::Arch(a) if a.idle_timeout == arch::BLOCKING_IDLE)
+        matches!(self.kind, Kind::Arch(a, _) if a.idle_timeout == arch::BLOCKING_IDLE)
     }
 
     /// How many `/cpu` requests run at once on `cpus` cores.
@@ -447,18 +448,29 @@ fn arch_specs(args: &CompareArgs, workloads: &[Workload]) -> Result<Vec<ServerSp
         }
         v
     };
-    Ok(archs
-        .into_iter()
-        .map(|a| ServerSpec {
+    let workers = |a: &Arch| match a.workers {
+        Workers::One => 1,
+        _ => args.workers as usize,
+    };
+    let mut specs = Vec::new();
+    for a in archs {
+        specs.push(ServerSpec {
             name: a.name.to_string(),
-            kind: Kind::Arch(a),
-            workers: match a.workers {
-                Workers::One => 1,
-                _ => args.workers as usize,
-            },
+            kind: Kind::Arch(a, None),
+            workers: workers(a),
             workloads: workloads.to_vec(),
-        })
-        .collect())
+        });
+        // The other binary's run of the same architecture follows it in every round.
+        if let Some((label, path)) = &args.against {
+            specs.push(ServerSpec {
+                name: format!("{}@{label}", a.name),
+                kind: Kind::Arch(a, Some(path.clone())),
+                workers: workers(a),
+                workloads: workloads.to_vec(),
+            });
+        }
+    }
+    Ok(specs)
 }
 
 /// The installed baselines among those asked for, each with the workloads it can run.
@@ -638,6 +650,30 @@ mod tests {
         T::try_parse_from(argv).unwrap().args
     }
 
+    #[test]
+    fn against_adds_each_architecture_from_the_other_binary_right_after_it() {
+        let plan = Plan::new(
+            &args("--arch hybrid,async --against before=/bin/sh"),
+            |_| None,
+        )
+        .unwrap();
+        let names: Vec<_> = plan.servers.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["hybrid", "hybrid@before", "async", "async@before"]);
+        assert!(
+            matches!(&plan.servers[1].kind, Kind::Arch(a, Some(p)) if a.name == "hybrid" && p == Path::new("/bin/sh"))
+        );
+        let bad = [
+            "before",
+            "=/bin/sh",
+            "be fore=/bin/sh",
+            "before=/nonexistent",
+        ];
+        for b in bad {
+            let argv = ["t", "--against", b];
+            assert!(T::try_parse_from(argv).is_err(), "{b}");
+        }
+    }
+
     fn everything(name: &str) -> Option<PathBuf> {
         Some(PathBuf::from("/usr/bin").join(name))
     }
@@ -651,7 +687,7 @@ mod tests {
         assert_eq!(plan.p.clients, [1, 2, 4, 5, 6, 8, 10]);
         assert_eq!(plan.p.repeat, 3);
         for s in &plan.servers {
-            let one = matches!(s.kind, Kind::Arch(a) if a.workers == Workers::One);
+            let one = matches!(s.kind, Kind::Arch(a, _) if a.workers == Workers::One);
             assert_eq!(s.workers, if one { 1 } else { 5 }, "{}", s.name);
             assert_eq!(s.workloads, super::super::args::Preset::quick().workloads);
         }

@@ -96,8 +96,8 @@ impl Running {
         dir: &std::path::Path,
     ) -> anyhow::Result<(Command, Option<SocketAddr>)> {
         Ok(match &spec.kind {
-            Kind::Arch(a) => {
-                let mut cmd = Command::new(&plan.server_bin);
+            Kind::Arch(a, bin) => {
+                let mut cmd = Command::new(bin.as_ref().unwrap_or(&plan.server_bin));
                 cmd.args([
                     "serve",
                     "--arch",
@@ -157,7 +157,7 @@ impl Running {
             addr: known.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
             log,
             stopped: false,
-            ours: matches!(spec.kind, Kind::Arch(_)),
+            ours: matches!(spec.kind, Kind::Arch(..)),
         };
         // The first stdout line (ours: "Server listening on ADDR"); the rest is drained so the
         // server never blocks on a full pipe.

@@ -394,9 +394,10 @@ const RATIO_MEASURES: &[(&str, &str, &str, bool)] = &[
     ("idle", "kib_per_conn", "RSS per idle connection", false),
 ];
 
-/// The paired-ratio table: a row per measure, point and architecture, a column per baseline.
+/// The paired-ratio table: a row per measure, point and architecture, a column per baseline
+/// (an `ARCH@LABEL` server from `--against` is a baseline of `ARCH` only).
 pub fn ratios(samples: &[Sample]) -> Table {
-    let is_base = |s: &str| Baseline::ALL.iter().any(|b| b.name() == s);
+    let is_base = |s: &str| s.contains('@') || Baseline::ALL.iter().any(|b| b.name() == s);
     let mut servers: Vec<&str> = Vec::new();
     for s in samples {
         if !servers.contains(&s.server.as_str()) {
@@ -418,7 +419,10 @@ pub fn ratios(samples: &[Sample]) -> Table {
             for s in &ours {
                 let cells: Vec<String> = bases
                     .iter()
-                    .map(|b| paired(samples, (w, metric, x), s, b, higher))
+                    .map(|b| match b.split_once('@') {
+                        Some((arch, _)) if arch != *s => "–".to_string(),
+                        _ => paired(samples, (w, metric, x), s, b, higher),
+                    })
                     .collect();
                 if cells.iter().all(|c| c == "–") {
                     continue;
@@ -515,6 +519,22 @@ mod tests {
         assert_eq!(
             t.rows,
             [["keep-alive req/s at 64", "hybrid", "×1.10 (2/3)"]]
+        );
+    }
+
+    #[test]
+    fn a_build_measured_against_is_a_baseline_of_its_own_architecture_only() {
+        let mut rows = Vec::new();
+        for r in 1..=2 {
+            rows.push(s("async", "static", "req_per_s", r, 120.0));
+            rows.push(s("hybrid", "static", "req_per_s", r, 90.0));
+            rows.push(s("hybrid@before", "static", "req_per_s", r, 100.0));
+        }
+        let t = ratios(&rows);
+        assert_eq!(t.head, ["measure", "server", "vs hybrid@before"]);
+        assert_eq!(
+            t.rows,
+            [["keep-alive req/s at 64", "hybrid", "×0.90 (0/2)"]]
         );
     }
 
