@@ -41,7 +41,7 @@ pub enum Command {
     Load(LoadArgs),
     /// Start every architecture in turn, measure them under the seed's workloads and more,
     /// and write tables, charts and a report.
-    Compare(crate::compare::CompareArgs),
+    Compare(Box<crate::compare::CompareArgs>),
 }
 
 /// `--arch` values and their help, from the registry (shared by `serve` and `compare`).

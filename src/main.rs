@@ -22,7 +22,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args).map(|()| 0),
         Command::Send(args) => archserve::client::send::run(args),
         Command::Load(args) => archserve::client::load::run(args),
-        Command::Compare(args) => archserve::compare::run(args),
+        Command::Compare(args) => archserve::compare::run(*args),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
