@@ -14,6 +14,8 @@ use crate::config::{Config, ConnLimits};
 use crate::http::conn::Rules;
 use crate::http::request::MAX_HEADERS_CAP;
 use crate::http::Limits;
+use crate::site::headers::{HeaderRules, Rule};
+use crate::site::SiteOptions;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -114,6 +116,13 @@ pub struct ServeArgs {
     /// arrives (TCP_DEFER_ACCEPT is on by default, as nginx's `listen ... deferred`).
     #[arg(long)]
     pub no_defer_accept: bool,
+    /// Add a response header to the 200, 206 and 304 answers of files whose path matches GLOB
+    /// (repeatable; for one field the last matching rule wins). A GLOB without `/` matches the
+    /// file name anywhere (`*.css`), one with `/` the path from the root (`/assets/**`). E.g.
+    /// --header '*.html: Cache-Control: no-cache'. /cpu and /io always send
+    /// `Cache-Control: no-store`.
+    #[arg(long = "header", value_name = "GLOB: NAME: VALUE")]
+    pub headers: Vec<Rule>,
 }
 
 /// A positive number of seconds, fractions allowed (`0.5`), at most a day.
@@ -175,6 +184,9 @@ impl ServeArgs {
                 backlog: self.backlog as i32,
                 reuseport: self.reuseport,
                 defer_accept: !self.no_defer_accept,
+            },
+            site: SiteOptions {
+                headers: HeaderRules::new(self.headers.clone())?,
             },
         })
     }
@@ -246,6 +258,9 @@ mod tests {
             &["--host", "no such host name.invalid"],
             &["--arch", "async", "-w", "3"],
             &["--arch", "threads", "--reuseport"],
+            &["--header", "*.css"],
+            &["--header", "*.css: Content-Length: 1"],
+            &["--header", "/a/[: Cache-Control: no-cache"],
         ] {
             assert!(serve(bad).is_err(), "{bad:?} accepted");
         }

@@ -38,4 +38,6 @@ pub struct Config {
     pub grace: Duration,
     /// Backlog, SO_REUSEPORT and TCP_DEFER_ACCEPT of the listening socket(s).
     pub listen: crate::listener::Listen,
+    /// What the site does beyond serving files as they are (header rules, listings).
+    pub site: crate::site::SiteOptions,
 }

@@ -5,7 +5,8 @@
 //! - [`http`]: the sans-IO HTTP/1.1 core: parse a head with limits, encode a response head,
 //!   and the connection state machine (`http::conn`) that owns every rule about a connection.
 //! - [`site`]: what to answer: safe path resolution, files, conditional and range requests,
-//!   the `/cpu` and `/io` workloads, a per-thread cache of open files re-checked on every use.
+//!   precompressed variants, header rules, the `/cpu` and `/io` workloads, a per-thread cache of
+//!   open files re-checked on every use.
 //! - [`conn`]: the executors, one per I/O style (blocking; evented), which carry out the state
 //!   machine's steps, and the accept layer (accept loops, connection cap, back-off).
 //! - [`arch`]: the architectures (who runs the loops) and their registry.

@@ -43,7 +43,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     archserve::descriptors::raise_nofile_limit();
     let config = args.config().map_err(anyhow::Error::msg)?;
     let arch = arch::find(&args.arch).context("unknown architecture")?;
-    let site = Site::new(&config.root)
+    let site = Site::with_options(&config.root, config.site.clone())
         .with_context(|| format!("document root {}", config.root.display()))?;
     if let Some(path) = &args.access_log {
         archserve::access_log::open(path)

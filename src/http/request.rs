@@ -90,9 +90,40 @@ pub struct Request {
     pub if_none_match: Option<String>,
     pub if_modified_since: Option<String>,
     pub range: Option<String>,
-    pub if_range: Option<String>,
+    /// `If-Range`, `Accept-Encoding` and `Accept`, when any was sent (see [`Request::if_range`]).
+    pub more: Option<Box<MoreFields>>,
     pub referer: Option<String>,
     pub user_agent: Option<String>,
+}
+
+/// Fields only the site reads and only some requests carry. Boxed in [`Request`]: the request
+/// is moved by value through the connection loops, and requests without them (scripts, load
+/// generators) pay nothing for them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MoreFields {
+    pub if_range: Option<String>,
+    /// `Accept-Encoding` (several lines joined as one list), for precompressed files.
+    pub accept_encoding: Option<String>,
+    /// `Accept` (several lines joined as one list), for directory listings.
+    pub accept: Option<String>,
+}
+
+impl Request {
+    pub fn if_range(&self) -> Option<&str> {
+        self.more.as_ref()?.if_range.as_deref()
+    }
+
+    pub fn accept_encoding(&self) -> Option<&str> {
+        self.more.as_ref()?.accept_encoding.as_deref()
+    }
+
+    pub fn accept(&self) -> Option<&str> {
+        self.more.as_ref()?.accept.as_deref()
+    }
+
+    fn more(&mut self) -> &mut MoreFields {
+        self.more.get_or_insert_with(Box::default)
+    }
 }
 
 /// The outcome of feeding a buffer to [`parse`].
@@ -195,7 +226,7 @@ fn request_from_line(req: &httparse::Request) -> Result<Request, ParseError> {
         if_none_match: None,
         if_modified_since: None,
         range: None,
-        if_range: None,
+        more: None,
         referer: None,
         user_agent: None,
     })
@@ -246,7 +277,8 @@ fn read_fields<'a>(
     Ok(f)
 }
 
-/// One of the fields that do not affect framing: validators, ranges, and what the log keeps.
+/// One of the fields that do not affect framing: validators, ranges, negotiation, and what the
+/// log keeps.
 fn read_field(out: &mut Request, name: &str, value: &[u8]) -> Result<(), ParseError> {
     if name.eq_ignore_ascii_case("if-none-match") {
         // Several If-None-Match lines are one list (RFC 9110 §5.3).
@@ -263,7 +295,17 @@ fn read_field(out: &mut Request, name: &str, value: &[u8]) -> Result<(), ParseEr
     } else if name.eq_ignore_ascii_case("range") {
         out.range.get_or_insert(text(value)?.to_owned());
     } else if name.eq_ignore_ascii_case("if-range") {
-        out.if_range.get_or_insert(text(value)?.to_owned());
+        let v = text(value)?;
+        out.more().if_range.get_or_insert_with(|| v.to_owned());
+    } else if name.eq_ignore_ascii_case("accept-encoding") {
+        // A value we cannot read only loses the preference it states: not worth a 400.
+        if let Ok(v) = text(value) {
+            join_list(&mut out.more().accept_encoding, v);
+        }
+    } else if name.eq_ignore_ascii_case("accept") {
+        if let Ok(v) = text(value) {
+            join_list(&mut out.more().accept, v);
+        }
     } else if name.eq_ignore_ascii_case("referer") {
         out.referer = Some(String::from_utf8_lossy(value).into_owned());
     } else if name.eq_ignore_ascii_case("user-agent") {
@@ -410,6 +452,18 @@ fn trim(mut s: &[u8]) -> &[u8] {
     s
 }
 
+/// Appends `value` to the list `list` holds, as a list field sent on several lines is one
+/// comma-separated list (RFC 9110 §5.3).
+fn join_list(list: &mut Option<String>, value: &str) {
+    match list {
+        Some(l) => {
+            l.push_str(", ");
+            l.push_str(value);
+        }
+        None => *list = Some(value.to_owned()),
+    }
+}
+
 /// Header values we act on must be visible ASCII (obs-text has no meaning in an ETag or a date).
 fn text(value: &[u8]) -> Result<&str, ParseError> {
     std::str::from_utf8(value)
@@ -533,7 +587,20 @@ mod tests {
             Some("Sun, 06 Nov 1994 08:49:37 GMT")
         );
         assert_eq!(r.range.as_deref(), Some("bytes=0-1"));
-        assert_eq!(r.if_range.as_deref(), Some("\"a\""));
+        assert_eq!(r.if_range(), Some("\"a\""));
+    }
+
+    #[test]
+    fn negotiation_fields_are_kept_as_one_list() {
+        let r = ok(
+            b"GET / HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\naccept: text/html\r\n\
+              ACCEPT-ENCODING: br;q=0.5\r\nAccept: application/json\r\n\r\n",
+        );
+        assert_eq!(r.accept_encoding(), Some("gzip, br;q=0.5"));
+        assert_eq!(r.accept(), Some("text/html, application/json"));
+        // A value that is not ASCII is dropped, not refused.
+        let r = ok(b"GET / HTTP/1.1\r\nHost: x\r\nAccept-Encoding: \xff\r\n\r\n");
+        assert_eq!(r.accept_encoding(), None);
     }
 
     #[test]

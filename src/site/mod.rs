@@ -4,13 +4,19 @@
 //!
 //! Pipeline for GET/HEAD: method → target split → workload? → normalize → the thread's open-file
 //! cache, if the path still leads to the file it holds ([`open_files`]) → else open beneath
-//! root → directory? (301 / index.html) → validators → conditional (304) → range (206/416) → 200.
+//! root → directory? (301 / index.html) → precompressed variants ([`variants`]) → coding by
+//! Accept-Encoding ([`encoding`]) → validators → conditional (304) → range (206/416) → 200
+//! ([`file`]), with the header rules ([`headers`]).
 pub mod conditional;
+pub mod encoding;
+pub mod file;
+pub mod headers;
 pub mod mime;
 pub mod open_files;
 pub mod range;
 pub mod reply;
 pub mod resolve;
+pub mod variants;
 pub mod workload;
 
 use std::fs::File;
@@ -21,12 +27,14 @@ use std::sync::Arc;
 
 use crate::http::response::HeadWriter;
 use crate::http::{Method, Request};
-use conditional::Validators;
+use encoding::Choice;
+use file::FileRep;
+use headers::HeaderRules;
 use mime::ContentType;
-use open_files::FileInfo;
-use range::Ranges;
+use open_files::{FileInfo, Opened, Validated};
 pub use reply::{Body, Part, Reply, SMALL_FILE};
-use resolve::{Reject, Root};
+use resolve::{Normalized, Reject, Root};
+use variants::Probe;
 pub use workload::Work;
 
 /// Methods the site allows, for `Allow` on 405 and OPTIONS.
@@ -47,12 +55,20 @@ pub struct Ctx<'a> {
     pub date: &'a str,
 }
 
+/// What a site does beyond serving files as they are (`serve` flags, checked at start-up).
+#[derive(Debug, Clone, Default)]
+pub struct SiteOptions {
+    /// Extra response fields by path pattern (`--header`).
+    pub headers: HeaderRules,
+}
+
 /// The static site: a document root and what to do with it.
 #[derive(Debug)]
 pub struct Site {
     root: Root,
     /// Tells this site's entries in the per-thread open-file cache from another site's.
     id: u64,
+    opts: Arc<SiteOptions>,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -60,9 +76,15 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 impl Site {
     /// Opens the document root (fails if missing or not a directory).
     pub fn new(root: &Path) -> io::Result<Site> {
+        Site::with_options(root, SiteOptions::default())
+    }
+
+    /// Opens the document root, to be served with `opts`.
+    pub fn with_options(root: &Path, opts: SiteOptions) -> io::Result<Site> {
         Ok(Site {
             root: Root::open_dir(root)?,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            opts: Arc::new(opts),
         })
     }
 
@@ -71,6 +93,7 @@ impl Site {
         Ok(Site {
             root: self.root.try_clone()?,
             id: self.id,
+            opts: Arc::clone(&self.opts),
         })
     }
 
@@ -103,7 +126,7 @@ impl Site {
         match workload::from_request(path, query) {
             Some(Ok(work)) => return Plan::Work(work),
             Some(Err(msg)) => {
-                return Plan::Reply(text_reply(400, msg.into_bytes(), ctx, head_only));
+                return Plan::Reply(workload_reply(400, msg.into_bytes(), ctx, head_only));
             }
             None => {}
         }
@@ -112,30 +135,86 @@ impl Site {
             Err(Reject::Bad(_)) => return Plan::Reply(self.error(400, ctx, head_only)),
             Err(Reject::Hidden) => return Plan::Reply(self.not_found(ctx, head_only)),
         };
+        Plan::Reply(self.serve_path(req, &norm, ctx, head_only))
+    }
+
+    /// The answer for a normalized path: a file (from the open-file cache or opened now), a
+    /// redirect, or an error page.
+    fn serve_path(&self, req: &Request, norm: &Normalized, ctx: Ctx, head_only: bool) -> Reply {
         // A file this thread served for the same path, if the path still leads to it: one
         // statx instead of openat2 + fstat + close per file opened (twice for `/`), and while
         // inotify reports no change not even that, nor a read for a small file. Measured
         // (h2load --h1 -c64, GET /): 3 syscalls per request with the cache (recvfrom, the
         // watcher's ioctl, sendto), 9 without; see docs/BENCHMARKS.md.
-        if let Some(hit) = open_files::lookup(&self.root, self.id, &norm.rel, norm.dir_form) {
+        let ae = req.accept_encoding();
+        let key = (norm.rel.as_str(), norm.dir_form);
+        if let Some(hit) = open_files::lookup(&self.root, self.id, key, |available| {
+            encoding::choose(ae, available)
+        }) {
             let v = &hit.validators;
-            return Plan::Reply(serve_file(
-                req,
-                (hit.file, hit.bytes),
-                hit.info,
-                hit.ctype,
-                (&v.validators, &v.last_modified),
-                ctx,
-                head_only,
-            ));
+            let path = self.rules_path(&norm.rel, norm.dir_form);
+            let rep = FileRep {
+                file: hit.file,
+                bytes: hit.bytes,
+                info: hit.info,
+                ctype: hit.ctype,
+                validators: &v.validators,
+                last_modified: v.last_modified.as_deref(),
+                coding: coded(hit.choice),
+                vary: hit.available.contains(&true),
+                rules: (&self.opts.headers, &path),
+            };
+            return self.answer_file(req, hit.choice, rep, ctx, head_only);
         }
-        let (file, meta) = match self.open(&norm.rel) {
+        let (file, meta, name) = match self.open_target(norm) {
             Ok(x) => x,
-            Err(status) => return Plan::Reply(self.status_page(status, ctx, head_only)),
+            Err(unopened) => return self.answer_unopened(unopened, norm, ctx, head_only),
         };
-        let (file, meta, name) = if meta.is_dir() {
+        let file = Arc::new(file);
+        let ctype = mime::content_type(&name);
+        let probes = variants::probe(&self.root, &name);
+        let opened = Opened {
+            path: &name,
+            file: &file,
+            meta: &meta,
+            ctype,
+            variants: &probes,
+        };
+        open_files::remember(&self.root, self.id, key, opened);
+        let choice = encoding::choose(ae, variants::available(&probes));
+        let (file, meta, tag) = match (choice, &probes) {
+            (Choice::Coded(c), probes) => match &probes[c.index()] {
+                Probe::Present(f, m) => (Arc::clone(f), m, c.etag_tag()),
+                _ => (file, &meta, ""),
+            },
+            _ => (file, &meta, ""),
+        };
+        let info = FileInfo::from_metadata(meta);
+        let v = Validated::new(&info, tag);
+        let path = self.rules_path(&name, false);
+        let rep = FileRep {
+            file,
+            bytes: None,
+            info,
+            ctype,
+            validators: &v.validators,
+            last_modified: v.last_modified.as_deref(),
+            coding: coded(choice),
+            vary: probes.iter().any(Probe::is_present),
+            rules: (&self.opts.headers, &path),
+        };
+        self.answer_file(req, choice, rep, ctx, head_only)
+    }
+
+    /// Opens what a normalized path names: a regular file, or a directory's `index.html`.
+    fn open_target(
+        &self,
+        norm: &Normalized,
+    ) -> Result<(File, std::fs::Metadata, String), Unopened> {
+        let (file, meta) = self.open(&norm.rel).map_err(Unopened::Status)?;
+        if meta.is_dir() {
             if !norm.dir_form {
-                return Plan::Reply(redirect_to_dir(&norm.rel, ctx, head_only));
+                return Err(Unopened::Redirect);
             }
             let index = if norm.rel.is_empty() {
                 "index.html".to_owned()
@@ -143,44 +222,69 @@ impl Site {
                 format!("{}/index.html", norm.rel)
             };
             match self.open(&index) {
-                Ok((f, m)) if m.is_file() => (f, m, index),
-                Ok(_) => return Plan::Reply(self.not_found(ctx, head_only)),
-                Err(status) => return Plan::Reply(self.status_page(status, ctx, head_only)),
+                Ok((f, m)) if m.is_file() => Ok((f, m, index)),
+                Ok(_) | Err(404) => Err(Unopened::NoIndex(file)),
+                Err(status) => Err(Unopened::Status(status)),
             }
         } else if meta.is_file() {
-            (file, meta, norm.rel.clone())
+            Ok((file, meta, norm.rel.clone()))
         } else {
             // FIFOs, sockets, devices: nothing a static site should stream.
-            return Plan::Reply(self.not_found(ctx, head_only));
-        };
-        let file = Arc::new(file);
-        let ctype = mime::content_type(&name);
-        open_files::remember(
-            &self.root,
-            self.id,
-            (&norm.rel, norm.dir_form),
-            &name,
-            &file,
-            &meta,
-            ctype,
-        );
-        let info = FileInfo::from_metadata(&meta);
-        let v = open_files::Validated::new(info);
-        Plan::Reply(serve_file(
-            req,
-            (file, None),
-            info,
-            ctype,
-            (&v.validators, &v.last_modified),
-            ctx,
-            head_only,
-        ))
+            Err(Unopened::Status(404))
+        }
+    }
+
+    /// The answer when [`Site::open_target`] found no file to serve.
+    fn answer_unopened(
+        &self,
+        unopened: Unopened,
+        norm: &Normalized,
+        ctx: Ctx,
+        head_only: bool,
+    ) -> Reply {
+        match unopened {
+            Unopened::Redirect => redirect_to_dir(&norm.rel, ctx, head_only),
+            Unopened::NoIndex(_dir) => self.not_found(ctx, head_only),
+            Unopened::Status(status) => self.status_page(status, ctx, head_only),
+        }
+    }
+
+    /// The path header rules match: the file served, from the root (`/sub/index.html` for
+    /// `/sub/`). Built only when there are rules: no allocation per request otherwise.
+    fn rules_path(&self, rel: &str, dir_form: bool) -> String {
+        if self.opts.headers.is_empty() {
+            return String::new();
+        }
+        let mut path = String::with_capacity(rel.len() + 12);
+        path.push('/');
+        path.push_str(rel);
+        if dir_form {
+            if !rel.is_empty() {
+                path.push('/');
+            }
+            path.push_str("index.html");
+        }
+        path
+    }
+
+    fn answer_file(
+        &self,
+        req: &Request,
+        choice: Choice,
+        rep: FileRep,
+        ctx: Ctx,
+        head_only: bool,
+    ) -> Reply {
+        if choice == Choice::NotAcceptable {
+            return file::not_acceptable(rep.vary, ctx, head_only);
+        }
+        file::serve(req, rep, ctx, head_only)
     }
 
     /// The reply once a workload has run. `primes` is the count for [`Work::Primes`].
     pub fn after_work(&self, req: &Request, work: Work, primes: Option<u64>, ctx: Ctx) -> Reply {
         let body = workload::describe(work, primes).into_bytes();
-        text_reply(200, body, ctx, req.method == Method::Head)
+        workload_reply(200, body, ctx, req.method == Method::Head)
     }
 
     /// The reply to a request the parser refused (always closes).
@@ -261,11 +365,14 @@ fn io_status(e: &io::Error) -> u16 {
     }
 }
 
-fn text_reply(status: u16, body: Vec<u8>, ctx: Ctx, head_only: bool) -> Reply {
-    bytes_reply(status, body, mime::TEXT_PLAIN, ctx, head_only, &[])
+/// The answer of a workload endpoint (`/cpu`, `/io`): never stored by a cache, whatever the
+/// header rules say, or a proxy in front would answer the benchmark itself.
+fn workload_reply(status: u16, body: Vec<u8>, ctx: Ctx, head_only: bool) -> Reply {
+    let no_store = [("Cache-Control", "no-store")];
+    bytes_reply(status, body, mime::TEXT_PLAIN, ctx, head_only, &no_store)
 }
 
-fn bytes_reply(
+pub(crate) fn bytes_reply(
     status: u16,
     body: Vec<u8>,
     ctype: ContentType,
@@ -324,166 +431,23 @@ fn redirect_to_dir(rel: &str, ctx: Ctx, head_only: bool) -> Reply {
     )
 }
 
-/// A regular file: 304, 206 (one range or multipart/byteranges), 416 or 200. `bytes`: the
-/// whole file, when the open-file cache holds it (then a single range or the whole file goes
-/// out behind the head, without reading the file).
-///
-/// Each reply's head buffer is allocated once, where its size is known: `HEAD_ROOM` for the head
-/// fields, plus the body for a single part the executor will inline (not for a 304 or a HEAD
-/// answer, which carry no body).
-fn serve_file(
-    req: &Request,
-    (file, bytes): (Arc<File>, Option<Arc<[u8]>>),
-    info: FileInfo,
-    ctype: ContentType,
-    (validators, last_modified): (&Validators, &str),
-    ctx: Ctx,
-    head_only: bool,
-) -> Reply {
-    let len = info.len;
-
-    if validators.not_modified(
-        req.if_none_match.as_deref(),
-        req.if_modified_since.as_deref(),
-    ) {
-        let mut head = Vec::with_capacity(HEAD_ROOM);
-        let mut w = HeadWriter::new(&mut head, 304, ctx.date);
-        w.field("ETag", &validators.etag);
-        w.field("Last-Modified", last_modified);
-        return Reply {
-            status: 304,
-            head,
-            body: Body::Empty,
-        };
-    }
-
-    let ranges = match (&req.range, &req.if_range) {
-        (Some(r), None) => range::parse(r, len),
-        (Some(r), Some(ir)) if validators.if_range_matches(ir) => range::parse(r, len),
-        _ => Ranges::Full,
-    };
-
-    let (status, body_len, parts, content_range) = match ranges {
-        Ranges::Full => (200, len, vec![Part::File { offset: 0, len }], None),
-        Ranges::Unsatisfiable => {
-            let mut head = Vec::with_capacity(HEAD_ROOM);
-            let mut w = HeadWriter::new(&mut head, 416, ctx.date);
-            w.field("Content-Range", format_args!("bytes */{len}"));
-            w.field("Content-Length", 0u64);
-            return Reply {
-                status: 416,
-                head,
-                body: Body::Empty,
-            };
-        }
-        Ranges::Partial(list) if list.len() == 1 => {
-            let (first, last) = list[0];
-            let part_len = last - first + 1;
-            let parts = vec![Part::File {
-                offset: first,
-                len: part_len,
-            }];
-            (
-                206,
-                part_len,
-                parts,
-                Some(format!("bytes {first}-{last}/{len}")),
-            )
-        }
-        Ranges::Partial(list) => {
-            let boundary = boundary(&validators.etag, req.range.as_deref().unwrap_or(""));
-            let mut parts = Vec::with_capacity(list.len() * 2 + 1);
-            let mut total = 0u64;
-            for (first, last) in list {
-                let part_head = format!(
-                    "\r\n--{boundary}\r\nContent-Type: {ctype}\r\nContent-Range: bytes {first}-{last}/{len}\r\n\r\n"
-                )
-                .into_bytes();
-                total += part_head.len() as u64 + (last - first + 1);
-                parts.push(Part::Bytes(part_head));
-                parts.push(Part::File {
-                    offset: first,
-                    len: last - first + 1,
-                });
-            }
-            let tail = format!("\r\n--{boundary}--\r\n").into_bytes();
-            total += tail.len() as u64;
-            parts.push(Part::Bytes(tail));
-            let mut head = Vec::with_capacity(HEAD_ROOM);
-            let mut w = HeadWriter::new(&mut head, 206, ctx.date);
-            w.field(
-                "Content-Type",
-                format_args!("multipart/byteranges; boundary={boundary}"),
-            );
-            finish_file_head(w, total, validators, last_modified);
-            return file_reply(206, head, file, parts, total, head_only);
-        }
-    };
-    // Room for the head and for a body the executor will append to it
-    // ([`Reply::inline_small_body`]: one part of at most [`SMALL_FILE`]): no reallocation.
-    let inlined = if !head_only && body_len <= SMALL_FILE {
-        body_len as usize
-    } else {
-        0
-    };
-    let mut head = Vec::with_capacity(HEAD_ROOM + inlined);
-    let mut w = HeadWriter::new(&mut head, status, ctx.date);
-    if let Some(content_range) = content_range {
-        w.field("Content-Range", content_range);
-    }
-    w.field("Content-Type", ctype);
-    finish_file_head(w, body_len, validators, last_modified);
-    if let (Some(bytes), [Part::File { offset, len }], false) = (bytes, &parts[..], head_only) {
-        let range = *offset as usize..(*offset + *len) as usize;
-        if let Some(body) = bytes.get(range) {
-            // A copy (not appended to the head here): the access log takes the body's length
-            // from the reply, and the connection loop appends small bodies to the head anyway.
-            return Reply {
-                status,
-                head,
-                body: Body::Bytes(body.to_vec()),
-            };
-        }
-    }
-    file_reply(status, head, file, parts, body_len, head_only)
+/// Why a path led to no file to serve.
+#[derive(Debug)]
+enum Unopened {
+    /// A directory named without its `/`: 301 to the form with it.
+    Redirect,
+    /// A directory (opened) without an `index.html`.
+    NoIndex(File),
+    /// Absent (404), unreadable (403), ...
+    Status(u16),
 }
 
-/// Room for a file reply's head fields (status line, Date, Server, Content-Type, Content-Length,
-/// Last-Modified, ETag, Accept-Ranges, Connection: about 250 bytes).
-const HEAD_ROOM: usize = 320;
-
-fn finish_file_head(mut w: HeadWriter, len: u64, validators: &Validators, last_modified: &str) {
-    w.field("Content-Length", len);
-    w.field("Last-Modified", last_modified);
-    w.field("ETag", &validators.etag);
-    w.field("Accept-Ranges", "bytes");
-}
-
-fn file_reply(
-    status: u16,
-    head: Vec<u8>,
-    file: Arc<File>,
-    parts: Vec<Part>,
-    len: u64,
-    head_only: bool,
-) -> Reply {
-    let body = if head_only || len == 0 {
-        Body::Empty
-    } else {
-        Body::File { file, parts, len }
-    };
-    Reply { status, head, body }
-}
-
-/// A multipart boundary derived from the validator and the Range asked (FNV-1a): stable for the
-/// same request, different across files and range sets.
-fn boundary(etag: &str, range: &str) -> String {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in etag.bytes().chain(range.bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x100000001b3);
+/// The coding a choice serves, if any.
+fn coded(choice: Choice) -> Option<encoding::Coding> {
+    match choice {
+        Choice::Coded(c) => Some(c),
+        _ => None,
     }
-    format!("archserve-{h:016x}")
 }
 
 #[cfg(test)]

@@ -44,8 +44,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::conditional::Validators;
+use super::encoding::{Available, Choice, Coding};
 use super::mime::ContentType;
 use super::resolve::Root;
+use super::variants::{self, Probe, Variant};
 
 /// Open files kept per thread.
 pub const CAPACITY: usize = 64;
@@ -63,11 +65,16 @@ fn budget() -> usize {
     })
 }
 
-/// What answering a file needs from its metadata.
+/// What answering a file needs from its metadata (the validators are made of all of it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileInfo {
     pub len: u64,
+    /// Modification time (mtime).
     pub modified: SystemTime,
+    /// Status change time (ctime): moves with every write and every metadata change, and unlike
+    /// the mtime no one can set it back.
+    pub changed: SystemTime,
+    pub ino: u64,
 }
 
 impl FileInfo {
@@ -75,12 +82,22 @@ impl FileInfo {
         FileInfo {
             len: meta.len(),
             modified: meta.modified().unwrap_or(UNIX_EPOCH),
+            changed: since_epoch(meta.ctime(), meta.ctime_nsec()),
+            ino: meta.ino(),
         }
     }
 }
 
-/// A cache hit: the open file, its metadata as of now, its type, and its validators for that
-/// metadata.
+/// A timestamp from seconds and nanoseconds since the epoch (times before it count as it).
+fn since_epoch(secs: i64, nanos: i64) -> SystemTime {
+    match (u64::try_from(secs), u32::try_from(nanos)) {
+        (Ok(s), Ok(n)) if n < 1_000_000_000 => UNIX_EPOCH + Duration::new(s, n),
+        _ => UNIX_EPOCH,
+    }
+}
+
+/// A cache hit: the open file chosen (the file itself or a precompressed variant), its
+/// metadata as of now, the type of the file itself, and its validators for that metadata.
 #[derive(Debug)]
 pub struct Hit {
     pub file: Arc<File>,
@@ -89,32 +106,47 @@ pub struct Hit {
     pub info: FileInfo,
     pub ctype: ContentType,
     pub validators: Rc<Validated>,
+    /// What the chooser picked (for [`Choice::NotAcceptable`], the fields are the file's own).
+    pub choice: Choice,
+    /// Which precompressed variants exist.
+    pub available: Available,
 }
 
-/// The validators of a file and the `Last-Modified` text, kept with the entry for the size and
-/// modification time they were made from: formatting them (an `ETag` in hex, an IMF-fixdate)
-/// costs 8% of a keep-alive request's user-space instructions (callgrind). Made again whenever the size or
-/// the time changes.
+/// The validators of a file and the `Last-Modified` text, kept with the entry for the metadata
+/// they were made from: formatting them (an `ETag` in hex, an IMF-fixdate) costs 8% of a
+/// keep-alive request's user-space instructions (callgrind). Made again whenever the metadata
+/// changes, and when validators made while the file was settling expire (see
+/// [`Validators::until`]).
 #[derive(Debug)]
 pub struct Validated {
     pub validators: Validators,
-    pub last_modified: String,
+    pub last_modified: Option<String>,
 }
 
 impl Validated {
-    pub fn new(info: FileInfo) -> Validated {
-        let validators = Validators::new(info.modified, info.len);
+    /// The validators of `info` now; `coding` tags a precompressed variant (see
+    /// [`Validators::new`]).
+    pub fn new(info: &FileInfo, coding: &str) -> Validated {
+        let validators = Validators::new(info, coding, SystemTime::now());
         let last_modified = validators.last_modified();
         Validated {
             validators,
             last_modified,
         }
     }
+
+    /// Whether validators made now would be these. Reads the clock (vDSO, no system call) only
+    /// for validators made while the file was settling; final ones stay valid.
+    pub fn current(&self) -> bool {
+        self.validators
+            .until
+            .is_none_or(|until| SystemTime::now() < until)
+    }
 }
 
 /// What must not have changed for an open file to stand for its path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Identity {
+pub struct Identity {
     dev: u64,
     ino: u64,
     mode: u32,
@@ -122,28 +154,104 @@ struct Identity {
     gid: u32,
 }
 
+impl Identity {
+    pub fn of(meta: &std::fs::Metadata) -> Identity {
+        Identity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            mode: meta.mode(),
+            uid: meta.uid(),
+            gid: meta.gid(),
+        }
+    }
+}
+
+/// One open file an entry answers with: the file itself or a precompressed variant.
 #[derive(Debug)]
-struct Entry {
-    /// The path the file was opened at (for a directory request, its `index.html`).
+pub struct Rep {
+    /// The path it was opened at (for a directory request, its `index.html`).
     path: CString,
     file: Arc<File>,
     id: Identity,
-    ctype: ContentType,
-    /// The validators last made for this file, and the metadata they were made from.
+    /// Its metadata as the last `statx` (or the open) found it.
+    info: FileInfo,
+    /// The validators last made for it, and the metadata they were made from.
     validated: Option<(FileInfo, Rc<Validated>)>,
-    /// The inotify watches on the file and on every directory of its path (see [`Watcher`]);
-    /// `None` when they could not all be set (or the path passes a symlink): then every use
-    /// `statx`es.
+    /// Its content, read after the last confirming `statx` (so dropped with it), for files of at
+    /// most [`BYTES`].
+    bytes: Option<Arc<[u8]>>,
+}
+
+impl Rep {
+    pub fn new(path: CString, file: &Arc<File>, meta: &std::fs::Metadata) -> Rep {
+        Rep {
+            path,
+            file: Arc::clone(file),
+            id: Identity::of(meta),
+            info: FileInfo::from_metadata(meta),
+            validated: None,
+            bytes: None,
+        }
+    }
+
+    /// `statx`es the path: true if it still leads to this file, whose metadata of now is then
+    /// taken in (and the bytes read before it dropped).
+    pub fn recheck(&mut self, root: &Root) -> bool {
+        match statx(root, &self.path) {
+            Ok((id, info)) if id == self.id => {
+                self.info = info;
+                self.bytes = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The hit for this file. `keep_bytes`: the entry is watched and confirmed, so a small
+    /// file's content may be kept until the next change.
+    fn hit(&mut self, keep_bytes: bool, coding: &str, ctype: ContentType) -> Hit {
+        let info = self.info;
+        if self.bytes.is_none() && keep_bytes && info.len <= BYTES {
+            self.bytes = read_whole(&self.file, info.len);
+        }
+        let validators = match &self.validated {
+            Some((made_from, v)) if *made_from == info && v.current() => Rc::clone(v),
+            _ => {
+                let v = Rc::new(Validated::new(&info, coding));
+                self.validated = Some((info, Rc::clone(&v)));
+                v
+            }
+        };
+        Hit {
+            file: Arc::clone(&self.file),
+            bytes: if keep_bytes { self.bytes.clone() } else { None },
+            info,
+            ctype,
+            validators,
+            choice: Choice::Identity,
+            available: [false, false],
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    /// The file itself.
+    main: Rep,
+    /// Its precompressed variants, by [`Coding::index`].
+    variants: [Variant; 2],
+    ctype: ContentType,
+    /// Descriptors held (the file and its present variants), counted in [`CACHED`].
+    fds: usize,
+    /// The inotify watches on the files and on every directory of their path (see
+    /// [`Watcher`]); `None` when they could not all be set (or a path passes a symlink): then
+    /// every use `statx`es.
     watches: Option<Box<[i32]>>,
     /// The watcher's change count read just before the watches were placed: while it is still
     /// the count, nothing on the path has changed since. `None`: place them again first.
     armed: Option<u64>,
-    /// The last `statx` that confirmed the entry while armed: when (coarse monotonic
-    /// nanoseconds) and what it found.
-    confirmed: Option<(i64, FileInfo)>,
-    /// The file's content, read after that `statx` (so dropped with it), for files of at most
-    /// [`BYTES`].
-    bytes: Option<Arc<[u8]>>,
+    /// When (coarse monotonic nanoseconds) the last `statx`es confirmed the entry while armed.
+    confirmed: Option<i64>,
 }
 
 /// Files up to this size are kept in memory while watched and unchanged, which saves the
@@ -153,7 +261,7 @@ pub const BYTES: u64 = 4096;
 
 impl Drop for Entry {
     fn drop(&mut self) {
-        CACHED.fetch_sub(1, Ordering::Relaxed);
+        CACHED.fetch_sub(self.fds, Ordering::Relaxed);
         if let (Some(wds), Some(w)) = (&self.watches, watcher()) {
             w.release(wds);
         }
@@ -295,11 +403,15 @@ impl Watcher {
         }
     }
 
-    /// Watches the file `file` opened at `path` (relative to the root) and each directory from
-    /// the root down to it. Through `/proc/self/fd`: the root is a descriptor, and the file is
-    /// watched as the inode we hold, not whatever its path leads to by now.
-    fn watch_entry(&self, root: &Root, path: &str, file: &File) -> Option<Box<[i32]>> {
-        if !root.symlink_free(path) {
+    /// Watches the files of an entry (the file opened at `path`, relative to the root, and its
+    /// variants, in the same directory) and each directory from the root down to them. Through
+    /// `/proc/self/fd`: the root is a descriptor, and a file is watched as the inode we hold,
+    /// not whatever its path leads to by now.
+    fn watch_entry(&self, root: &Root, path: &str, files: &[&Rep]) -> Option<Box<[i32]>> {
+        if !files
+            .iter()
+            .all(|rep| rep.path.to_str().is_ok_and(|p| root.symlink_free(p)))
+        {
             return None;
         }
         let base = format!("/proc/self/fd/{}", root.raw_fd());
@@ -317,7 +429,12 @@ impl Watcher {
             dir.push_str(part);
             add(&dir, DIR_EVENTS);
         }
-        add(&format!("/proc/self/fd/{}", file.as_raw_fd()), FILE_EVENTS);
+        for rep in files {
+            add(
+                &format!("/proc/self/fd/{}", rep.file.as_raw_fd()),
+                FILE_EVENTS,
+            );
+        }
         if ok {
             Some(wds.into_boxed_slice())
         } else {
@@ -375,8 +492,14 @@ thread_local! {
 static NO_STATX: AtomicBool = AtomicBool::new(false);
 
 /// The file cached for the request path `rel` (`dir_form`: asked as a directory), if its path
-/// still leads to it.
-pub fn lookup(root: &Root, site: u64, rel: &str, dir_form: bool) -> Option<Hit> {
+/// still leads to it (and its variants' paths to what they led to). `choose` picks among the
+/// file and its present variants; the hit is the one picked.
+pub fn lookup(
+    root: &Root,
+    site: u64,
+    (rel, dir_form): (&str, bool),
+    choose: impl FnOnce(Available) -> Choice,
+) -> Option<Hit> {
     if NO_STATX.load(Ordering::Relaxed) {
         return None;
     }
@@ -392,110 +515,122 @@ pub fn lookup(root: &Root, site: u64, rel: &str, dir_form: bool) -> Option<Hit> 
         };
         let entry = map.get_mut(rel)?;
         let now = coarse_now();
-        // Whether the watches still stand for the path (the count is taken before the statx
-        // below, so a change after it shows as a new count next time).
-        let armed = match (&entry.watches, watcher()) {
-            (Some(_), Some(w)) => match w.changes() {
-                Some(count) if entry.armed == Some(count) => true,
-                Some(count) => {
-                    // Something changed: watch the path as it is now, then statx.
-                    entry.confirmed = None;
-                    entry.bytes = None;
-                    let old = entry.watches.take();
-                    let path = entry.path.to_str().unwrap_or_default();
-                    entry.watches = w.watch_entry(root, path, &entry.file);
-                    entry.armed = Some(count);
-                    if let Some(old) = old {
-                        w.release(&old);
-                    }
-                    entry.watches.is_some()
-                }
-                None => false,
-            },
-            _ => false,
-        };
-        let trusted = match entry.confirmed {
-            Some((when, info)) if armed && now - when < TRUST_NS => Some(info),
-            _ => None,
-        };
-        let info = match trusted {
-            Some(info) => info,
-            None => match statx(root, &entry.path) {
-                Ok((id, info)) if id == entry.id => {
-                    entry.confirmed = armed.then_some((now, info));
-                    entry.bytes = None;
-                    info
-                }
-                _ => {
-                    map.remove(rel);
-                    return None;
-                }
-            },
-        };
-        if entry.bytes.is_none() && entry.confirmed.is_some() && info.len <= BYTES {
-            entry.bytes = read_whole(&entry.file, info.len);
-        }
-        let validators = match &entry.validated {
-            Some((made_from, v)) if *made_from == info => Rc::clone(v),
-            _ => {
-                let v = Rc::new(Validated::new(info));
-                entry.validated = Some((info, Rc::clone(&v)));
-                v
+        let armed = entry.arm(root);
+        let trusted = armed && entry.confirmed.is_some_and(|when| now - when < TRUST_NS);
+        if !trusted {
+            if !entry.recheck(root) {
+                map.remove(rel);
+                return None;
             }
+            entry.confirmed = armed.then_some(now);
+        }
+        let keep_bytes = entry.confirmed.is_some();
+        let available = variants::cached_available(&entry.variants);
+        let choice = choose(available);
+        let (rep, coding) = match choice {
+            Choice::Coded(c) => match &mut entry.variants[c.index()] {
+                Variant::Present(rep) => (&mut **rep, c.etag_tag()),
+                _ => (&mut entry.main, ""),
+            },
+            _ => (&mut entry.main, ""),
         };
-        Some(Hit {
-            file: Arc::clone(&entry.file),
-            bytes: entry.bytes.clone(),
-            info,
-            ctype: entry.ctype,
-            validators,
-        })
+        let mut hit = rep.hit(keep_bytes, coding, entry.ctype);
+        hit.choice = choice;
+        hit.available = available;
+        Some(hit)
     })
 }
 
+impl Entry {
+    /// Whether the watches still stand for the paths (the count is taken before any `statx`
+    /// that follows, so a change after it shows as a new count next time).
+    fn arm(&mut self, root: &Root) -> bool {
+        let (Some(_), Some(w)) = (&self.watches, watcher()) else {
+            return false;
+        };
+        match w.changes() {
+            Some(count) if self.armed == Some(count) => true,
+            Some(count) => {
+                // Something changed: watch the paths as they are now, then statx.
+                self.confirmed = None;
+                self.main.bytes = None;
+                let old = self.watches.take();
+                self.watches = w.watch_entry(root, &self.path(), &self.reps());
+                self.armed = Some(count);
+                if let Some(old) = old {
+                    w.release(&old);
+                }
+                self.watches.is_some()
+            }
+            None => false,
+        }
+    }
+
+    /// `statx`es the file's path and its variants' paths: true if each still leads to what it
+    /// did (the metadata of now is then taken in).
+    fn recheck(&mut self, root: &Root) -> bool {
+        self.main.recheck(root) && self.variants.iter_mut().all(|v| v.recheck(root))
+    }
+
+    fn path(&self) -> String {
+        self.main.path.to_string_lossy().into_owned()
+    }
+
+    /// The open files: the file itself, then its present variants.
+    fn reps(&self) -> Vec<&Rep> {
+        std::iter::once(&self.main)
+            .chain(self.variants.iter().filter_map(Variant::rep))
+            .collect()
+    }
+}
+
+/// What the full resolution opened for a request path: the file (at `path`, relative to the
+/// root), its metadata and type, and what was found of its variants.
+#[derive(Debug, Clone, Copy)]
+pub struct Opened<'a> {
+    pub path: &'a str,
+    pub file: &'a Arc<File>,
+    pub meta: &'a std::fs::Metadata,
+    pub ctype: ContentType,
+    pub variants: &'a [Probe; 2],
+}
+
 /// Remembers that the request path `rel` (`dir_form`: asked as a directory) was answered with
-/// `file`, opened at `path`.
-pub fn remember(
-    root: &Root,
-    site: u64,
-    (rel, dir_form): (&str, bool),
-    path: &str,
-    file: &Arc<File>,
-    meta: &std::fs::Metadata,
-    ctype: ContentType,
-) {
+/// `opened`.
+pub fn remember(root: &Root, site: u64, (rel, dir_form): (&str, bool), opened: Opened) {
     if NO_STATX.load(Ordering::Relaxed) {
         return;
     }
+    let path = opened.path;
     let Ok(cpath) = CString::new(if path.is_empty() { "." } else { path }) else {
         return;
     };
-    CACHED.fetch_add(1, Ordering::Relaxed);
-    // The count before the watches are placed: an event from then on re-arms them.
-    let (watches, armed) = match watcher() {
-        Some(w) => {
-            let armed = w.changes();
-            (w.watch_entry(root, path, file), armed)
+    let mut variants = [Variant::Skipped, Variant::Skipped];
+    for (slot, (coding, probe)) in variants
+        .iter_mut()
+        .zip(Coding::ALL.iter().zip(opened.variants))
+    {
+        match Variant::from_probe(path, *coding, probe) {
+            Some(v) => *slot = v,
+            None => return,
         }
-        None => (None, None),
-    };
-    let entry = Entry {
-        path: cpath,
-        watches,
-        armed,
+    }
+    let mut entry = Entry {
+        main: Rep::new(cpath, opened.file, opened.meta),
+        variants,
+        ctype: opened.ctype,
+        fds: 0,
+        watches: None,
+        armed: None,
         confirmed: None,
-        bytes: None,
-        file: Arc::clone(file),
-        id: Identity {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            mode: meta.mode(),
-            uid: meta.uid(),
-            gid: meta.gid(),
-        },
-        ctype,
-        validated: None,
     };
+    entry.fds = entry.reps().len();
+    CACHED.fetch_add(entry.fds, Ordering::Relaxed);
+    // The count before the watches are placed: an event from then on re-arms them.
+    if let Some(w) = watcher() {
+        entry.armed = w.changes();
+        entry.watches = w.watch_entry(root, path, &entry.reps());
+    }
     CACHE.with(|cache| {
         let mut cache = cache.borrow_mut();
         if cache.site != site {
@@ -539,7 +674,7 @@ fn read_whole(file: &File, len: u64) -> Option<Arc<[u8]>> {
 }
 
 /// `statx` of `path` beneath the root's directory, following symlinks as the open did.
-fn statx(root: &Root, path: &CString) -> std::io::Result<(Identity, FileInfo)> {
+pub fn statx(root: &Root, path: &CString) -> std::io::Result<(Identity, FileInfo)> {
     #[cfg(test)]
     tests::STATX_CALLS.with(|n| n.set(n.get() + 1));
     // SAFETY: all-zero is a valid statx buffer for the kernel to fill.
@@ -568,17 +703,14 @@ fn statx(root: &Root, path: &CString) -> std::io::Result<(Identity, FileInfo)> {
         uid: st.stx_uid,
         gid: st.stx_gid,
     };
-    let mtime = st.stx_mtime;
-    let modified = if mtime.tv_sec >= 0 {
-        UNIX_EPOCH + Duration::new(mtime.tv_sec as u64, mtime.tv_nsec)
-    } else {
-        UNIX_EPOCH
-    };
+    let time = |t: libc::statx_timestamp| since_epoch(t.tv_sec, i64::from(t.tv_nsec));
     Ok((
         id,
         FileInfo {
             len: st.stx_size,
-            modified,
+            modified: time(st.stx_mtime),
+            changed: time(st.stx_ctime),
+            ino: st.stx_ino,
         },
     ))
 }
@@ -603,7 +735,7 @@ mod tests {
     /// Looks `rel` up and says whether that took a `statx`.
     fn lookup_checked(root: &Root, site: u64, rel: &str) -> (Option<Hit>, bool) {
         let before = statx_calls();
-        let hit = lookup(root, site, rel, false);
+        let hit = lookup(root, site, (rel, false), identity);
         (hit, statx_calls() > before)
     }
 
@@ -635,15 +767,40 @@ mod tests {
 
     const CT: ContentType = super::super::mime::TEXT_PLAIN;
 
+    fn identity(_: Available) -> Choice {
+        Choice::Identity
+    }
+
+    /// Remembers `path` for the request path `key`, with whatever variants it has.
+    fn keep(
+        root: &Root,
+        site: u64,
+        key: (&str, bool),
+        path: &str,
+        f: &Arc<File>,
+        m: &std::fs::Metadata,
+    ) {
+        let variants = variants::probe(root, path);
+        let opened = Opened {
+            path,
+            file: f,
+            meta: m,
+            ctype: CT,
+            variants: &variants,
+        };
+        remember(root, site, key, opened);
+    }
+
     #[test]
     fn a_hit_has_the_metadata_of_now() {
         let (dir, root, site) = setup();
         std::fs::write(dir.path().join("a.txt"), "one").unwrap();
         let (f, m) = open(&root, "a.txt");
-        remember(&root, site, ("a.txt", false), "a.txt", &f, &m, CT);
-        let hit = lookup(&root, site, "a.txt", false).expect("cached");
+        keep(&root, site, ("a.txt", false), "a.txt", &f, &m);
+        let hit = lookup(&root, site, ("a.txt", false), identity).expect("cached");
         assert_eq!(hit.info.len, 3);
-        assert!(hit.validators.validators.etag.ends_with("-3\""));
+        // Written just now: no validators yet (see conditional::SETTLE).
+        assert_eq!(hit.validators.validators.etag, None);
         // Rewritten in place: same inode, so still a hit, with the new length.
         let mut w = std::fs::OpenOptions::new()
             .write(true)
@@ -651,11 +808,14 @@ mod tests {
             .open(dir.path().join("a.txt"))
             .unwrap();
         w.write_all(b"twenty-two bytes long\n").unwrap();
-        let hit = lookup(&root, site, "a.txt", false).expect("same inode");
+        w.set_modified(SystemTime::now() - Duration::from_secs(60))
+            .unwrap();
+        let hit = lookup(&root, site, ("a.txt", false), identity).expect("same inode");
         assert_eq!(hit.info.len, 22);
         // The validators follow the metadata, not the cache.
-        assert!(hit.validators.validators.etag.ends_with("-16\""));
-        let again = lookup(&root, site, "a.txt", false).expect("same inode");
+        let etag = hit.validators.validators.etag.clone().expect("settled");
+        assert!(etag.ends_with("-16\""), "{etag}");
+        let again = lookup(&root, site, ("a.txt", false), identity).expect("same inode");
         assert!(Rc::ptr_eq(&again.validators, &hit.validators));
         assert!(Arc::ptr_eq(&hit.file, &f));
     }
@@ -666,21 +826,21 @@ mod tests {
         let p = dir.path().join("a.txt");
         std::fs::write(&p, "one").unwrap();
         let (f, m) = open(&root, "a.txt");
-        remember(&root, site, ("a.txt", false), "a.txt", &f, &m, CT);
+        keep(&root, site, ("a.txt", false), "a.txt", &f, &m);
         // Replaced by rename: another inode.
         std::fs::write(dir.path().join("b.txt"), "two").unwrap();
         std::fs::rename(dir.path().join("b.txt"), &p).unwrap();
-        assert!(lookup(&root, site, "a.txt", false).is_none());
+        assert!(lookup(&root, site, ("a.txt", false), identity).is_none());
         // The miss dropped the entry.
         let (f, m) = open(&root, "a.txt");
-        remember(&root, site, ("a.txt", false), "a.txt", &f, &m, CT);
+        keep(&root, site, ("a.txt", false), "a.txt", &f, &m);
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert!(lookup(&root, site, "a.txt", false).is_none());
+        assert!(lookup(&root, site, ("a.txt", false), identity).is_none());
         let (f, m) = open(&root, "a.txt");
-        remember(&root, site, ("a.txt", false), "a.txt", &f, &m, CT);
+        keep(&root, site, ("a.txt", false), "a.txt", &f, &m);
         std::fs::remove_file(&p).unwrap();
-        assert!(lookup(&root, site, "a.txt", false).is_none());
+        assert!(lookup(&root, site, ("a.txt", false), identity).is_none());
     }
 
     #[test]
@@ -690,7 +850,7 @@ mod tests {
         let p = dir.path().join("a/b/c.txt");
         std::fs::write(&p, "one").unwrap();
         let (f, m) = open(&root, "a/b/c.txt");
-        remember(&root, site, ("a/b/c.txt", false), "a/b/c.txt", &f, &m, CT);
+        keep(&root, site, ("a/b/c.txt", false), "a/b/c.txt", &f, &m);
         // The first use confirms the entry with a statx, the next ones trust the watches.
         assert!(lookup_checked(&root, site, "a/b/c.txt").1);
         assert!(
@@ -716,11 +876,13 @@ mod tests {
         std::fs::write(dir.path().join("new/b/c.txt"), "other").unwrap();
         std::fs::rename(dir.path().join("a"), dir.path().join("old")).unwrap();
         std::fs::rename(dir.path().join("new"), dir.path().join("a")).unwrap();
-        assert!(lookup(&root, site, "a/b/c.txt", false).is_none());
+        assert!(lookup(&root, site, ("a/b/c.txt", false), identity).is_none());
         // ...or its times changed (the validators come from them).
         let (f, m) = open(&root, "a/b/c.txt");
-        remember(&root, site, ("a/b/c.txt", false), "a/b/c.txt", &f, &m, CT);
-        let first = lookup(&root, site, "a/b/c.txt", false).unwrap().info;
+        keep(&root, site, ("a/b/c.txt", false), "a/b/c.txt", &f, &m);
+        let first = lookup(&root, site, ("a/b/c.txt", false), identity)
+            .unwrap()
+            .info;
         let then = SystemTime::now() - Duration::from_secs(3600);
         f.set_modified(then).unwrap();
         let (hit, checked) = lookup_checked(&root, site, "a/b/c.txt");
@@ -737,7 +899,7 @@ mod tests {
         std::fs::create_dir_all(d.join("a/b")).unwrap();
         std::fs::write(d.join("a/b/c.txt"), "one").unwrap();
         let (f, m) = open(&root, "a/b/c.txt");
-        remember(&root, site, ("a/b/c.txt", false), "a/b/c.txt", &f, &m, CT);
+        keep(&root, site, ("a/b/c.txt", false), "a/b/c.txt", &f, &m);
         assert!(trusted_soon(&root, site, "a/b/c.txt"));
         std::fs::rename(d.join("a"), d.join("a_old")).unwrap();
         std::fs::create_dir_all(d.join("a/b")).unwrap();
@@ -750,7 +912,7 @@ mod tests {
         std::fs::rename(d.join("a/b"), d.join("a/b_old")).unwrap();
         std::fs::create_dir(d.join("a/b")).unwrap();
         std::fs::write(d.join("a/b/c.txt"), "two").unwrap();
-        assert!(lookup(&root, site, "a/b/c.txt", false).is_none());
+        assert!(lookup(&root, site, ("a/b/c.txt", false), identity).is_none());
     }
 
     #[test]
@@ -785,14 +947,17 @@ mod tests {
         std::fs::write(dir.path().join("large"), &large).unwrap();
         for name in ["small", "large"] {
             let (f, m) = open(&root, name);
-            remember(&root, site, (name, false), name, &f, &m, CT);
+            keep(&root, site, (name, false), name, &f, &m);
         }
-        let hit = lookup(&root, site, "small", false).unwrap();
+        let hit = lookup(&root, site, ("small", false), identity).unwrap();
         assert_eq!(hit.bytes.as_deref(), Some(&small[..]));
-        assert!(lookup(&root, site, "large", false).unwrap().bytes.is_none());
+        assert!(lookup(&root, site, ("large", false), identity)
+            .unwrap()
+            .bytes
+            .is_none());
         // Rewritten in place with the same length: the next hit has the new bytes.
         std::fs::write(dir.path().join("small"), vec![b'S'; BYTES as usize]).unwrap();
-        let hit = lookup(&root, site, "small", false).unwrap();
+        let hit = lookup(&root, site, ("small", false), identity).unwrap();
         assert_eq!(hit.bytes.as_deref(), Some(&vec![b'S'; BYTES as usize][..]));
     }
 
@@ -803,7 +968,7 @@ mod tests {
         std::fs::write(dir.path().join("real/c.txt"), "one").unwrap();
         std::os::unix::fs::symlink("real", dir.path().join("link")).unwrap();
         let (f, m) = open(&root, "link/c.txt");
-        remember(&root, site, ("link/c.txt", false), "link/c.txt", &f, &m, CT);
+        keep(&root, site, ("link/c.txt", false), "link/c.txt", &f, &m);
         for _ in 0..3 {
             let (hit, checked) = lookup_checked(&root, site, "link/c.txt");
             assert!(hit.expect("cached").bytes.is_none());
@@ -816,10 +981,83 @@ mod tests {
         let (dir, root, site) = setup();
         std::fs::write(dir.path().join("index.html"), "<p>").unwrap();
         let (f, m) = open(&root, "index.html");
-        remember(&root, site, ("", true), "index.html", &f, &m, CT);
-        assert!(lookup(&root, site, "", true).is_some());
-        assert!(lookup(&root, site, "", false).is_none());
-        assert!(lookup(&root, site + 1, "", true).is_none());
+        keep(&root, site, ("", true), "index.html", &f, &m);
+        assert!(lookup(&root, site, ("", true), identity).is_some());
+        assert!(lookup(&root, site, ("", false), identity).is_none());
+        assert!(lookup(&root, site + 1, ("", true), identity).is_none());
+    }
+
+    fn pick(coding: Coding) -> impl FnOnce(Available) -> Choice {
+        move |available| {
+            if available[coding.index()] {
+                Choice::Coded(coding)
+            } else {
+                Choice::Identity
+            }
+        }
+    }
+
+    #[test]
+    fn variants_are_served_and_their_changes_noticed() {
+        let (dir, root, site) = setup();
+        let d = dir.path();
+        std::fs::write(d.join("app.js"), "plain").unwrap();
+        std::fs::write(d.join("app.js.gz"), "gz-1").unwrap();
+        let (f, m) = open(&root, "app.js");
+        keep(&root, site, ("app.js", false), "app.js", &f, &m);
+        let hit = lookup(&root, site, ("app.js", false), pick(Coding::Gzip)).unwrap();
+        assert_eq!(
+            (hit.choice, hit.available),
+            (Choice::Coded(Coding::Gzip), [false, true])
+        );
+        assert_eq!(hit.info.len, 4);
+        let plain = lookup(&root, site, ("app.js", false), identity).unwrap();
+        assert_eq!((plain.info.len, plain.available), (5, [false, true]));
+        // Rewritten in place (same inode): the new length, once trusted the new bytes.
+        std::fs::write(d.join("app.js.gz"), "gz-two").unwrap();
+        let hit = lookup(&root, site, ("app.js", false), pick(Coding::Gzip)).unwrap();
+        assert_eq!(hit.info.len, 6);
+        assert!(trusted_soon(&root, site, "app.js"));
+        let hit = lookup(&root, site, ("app.js", false), pick(Coding::Gzip)).unwrap();
+        assert_eq!(hit.bytes.as_deref(), Some(&b"gz-two"[..]));
+        // A variant added, or removed: the entry no longer stands for the path.
+        std::fs::write(d.join("app.js.br"), "br").unwrap();
+        assert!(lookup(&root, site, ("app.js", false), identity).is_none());
+        let (f, m) = open(&root, "app.js");
+        keep(&root, site, ("app.js", false), "app.js", &f, &m);
+        let hit = lookup(&root, site, ("app.js", false), pick(Coding::Br)).unwrap();
+        assert_eq!((hit.info.len, hit.available), (2, [true, true]));
+        std::fs::remove_file(d.join("app.js.gz")).unwrap();
+        assert!(lookup(&root, site, ("app.js", false), identity).is_none());
+        // Replaced by rename: another inode.
+        let (f, m) = open(&root, "app.js");
+        keep(&root, site, ("app.js", false), "app.js", &f, &m);
+        std::fs::write(d.join("tmp"), "br-2").unwrap();
+        std::fs::rename(d.join("tmp"), d.join("app.js.br")).unwrap();
+        assert!(lookup(&root, site, ("app.js", false), identity).is_none());
+    }
+
+    #[test]
+    fn a_variant_that_is_not_a_file_is_never_served() {
+        let (dir, root, site) = setup();
+        std::fs::write(dir.path().join("a.css"), "a{}").unwrap();
+        std::fs::create_dir(dir.path().join("a.css.gz")).unwrap();
+        let (f, m) = open(&root, "a.css");
+        keep(&root, site, ("a.css", false), "a.css", &f, &m);
+        let hit = lookup(&root, site, ("a.css", false), pick(Coding::Gzip)).unwrap();
+        assert_eq!(
+            (hit.choice, hit.available),
+            (Choice::Identity, [false, false])
+        );
+        // The directory made a file: noticed.
+        std::fs::remove_dir(dir.path().join("a.css.gz")).unwrap();
+        std::fs::write(dir.path().join("a.css.gz"), "gz").unwrap();
+        assert!(lookup(&root, site, ("a.css", false), identity).is_none());
+        // Precompressed files asked for by name have no variants of their own.
+        assert!(matches!(
+            variants::probe(&root, "a.css.gz"),
+            [Probe::Skipped, Probe::Skipped]
+        ));
     }
 
     #[test]
@@ -829,7 +1067,7 @@ mod tests {
             let name = format!("f{i}");
             std::fs::write(dir.path().join(&name), "x").unwrap();
             let (f, m) = open(&root, &name);
-            remember(&root, site, (&name, false), &name, &f, &m, CT);
+            keep(&root, site, (&name, false), &name, &f, &m);
         }
         CACHE.with(|c| assert_eq!(c.borrow().files.len(), CAPACITY.min(budget())));
     }

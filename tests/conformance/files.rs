@@ -34,7 +34,7 @@ fn check_file(srv: &Server, target: &str, rel: &str, content_type: &str) {
     assert_eq!(
         r.must("etag").to_ascii_lowercase(),
         srv.fixture.etag(rel),
-        "{what}: ETag must be \"<mtime secs hex>-<len hex>\""
+        "{what}: ETag must be \"<inode>-<mtime ns>-<ctime ns>-<len>\" (hex)"
     );
     assert_eq!(r.must("accept-ranges"), "bytes", "{what}: Accept-Ranges");
 }

@@ -125,16 +125,19 @@ impl Fixture {
         }
     }
 
-    /// The strong validator the contract specifies: `"<mtime secs hex>-<len hex>"`.
+    /// The strong validator the contract specifies: `"<inode>-<mtime ns>-<ctime ns>-<len>"` in
+    /// hex (the fixture's mtimes are old enough for a strong one).
     pub fn etag(&self, rel: &str) -> String {
+        use std::os::unix::fs::MetadataExt;
         let meta = fs::metadata(self.root.join(rel)).expect("fixture metadata");
-        let mtime = meta
-            .modified()
-            .expect("mtime")
-            .duration_since(UNIX_EPOCH)
-            .expect("mtime after epoch")
-            .as_secs();
-        format!("\"{:x}-{:x}\"", mtime, meta.len())
+        let ns = |s: i64, n: i64| (s as u64) * 1_000_000_000 + n as u64;
+        format!(
+            "\"{:x}-{:x}-{:x}-{:x}\"",
+            meta.ino(),
+            ns(meta.mtime(), meta.mtime_nsec()),
+            ns(meta.ctime(), meta.ctime_nsec()),
+            meta.len()
+        )
     }
 
     pub fn read(&self, rel: &str) -> Vec<u8> {

@@ -19,4 +19,5 @@ mod methods;
 mod paths;
 mod range;
 mod reliability;
+mod site_features;
 mod workloads;
