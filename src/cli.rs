@@ -123,6 +123,11 @@ pub struct ServeArgs {
     /// `Cache-Control: no-store`.
     #[arg(long = "header", value_name = "GLOB: NAME: VALUE")]
     pub headers: Vec<Rule>,
+    /// List the entries of directories that have no index.html (HTML, or JSON for
+    /// `Accept: application/json`); without it they are 404. Dotfiles and symlinks out of the
+    /// root are never listed.
+    #[arg(long)]
+    pub dir_listing: bool,
 }
 
 /// A positive number of seconds, fractions allowed (`0.5`), at most a day.
@@ -187,6 +192,7 @@ impl ServeArgs {
             },
             site: SiteOptions {
                 headers: HeaderRules::new(self.headers.clone())?,
+                dir_listing: self.dir_listing,
             },
         })
     }

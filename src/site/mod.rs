@@ -6,11 +6,13 @@
 //! cache, if the path still leads to the file it holds ([`open_files`]) → else open beneath
 //! root → directory? (301 / index.html) → precompressed variants ([`variants`]) → coding by
 //! Accept-Encoding ([`encoding`]) → validators → conditional (304) → range (206/416) → 200
-//! ([`file`]), with the header rules ([`headers`]).
+//! ([`file`]), with the header rules ([`headers`]); a directory without `index.html` is listed
+//! when asked to ([`listing`]).
 pub mod conditional;
 pub mod encoding;
 pub mod file;
 pub mod headers;
+pub mod listing;
 pub mod mime;
 pub mod open_files;
 pub mod range;
@@ -60,6 +62,8 @@ pub struct Ctx<'a> {
 pub struct SiteOptions {
     /// Extra response fields by path pattern (`--header`).
     pub headers: HeaderRules,
+    /// List directories without an `index.html` (`--dir-listing`); else they are 404.
+    pub dir_listing: bool,
 }
 
 /// The static site: a document root and what to do with it.
@@ -168,7 +172,7 @@ impl Site {
         }
         let (file, meta, name) = match self.open_target(norm) {
             Ok(x) => x,
-            Err(unopened) => return self.answer_unopened(unopened, norm, ctx, head_only),
+            Err(unopened) => return self.answer_unopened(req, unopened, norm, ctx, head_only),
         };
         let file = Arc::new(file);
         let ctype = mime::content_type(&name);
@@ -237,6 +241,7 @@ impl Site {
     /// The answer when [`Site::open_target`] found no file to serve.
     fn answer_unopened(
         &self,
+        req: &Request,
         unopened: Unopened,
         norm: &Normalized,
         ctx: Ctx,
@@ -244,7 +249,17 @@ impl Site {
     ) -> Reply {
         match unopened {
             Unopened::Redirect => redirect_to_dir(&norm.rel, ctx, head_only),
-            Unopened::NoIndex(_dir) => self.not_found(ctx, head_only),
+            Unopened::NoIndex(dir) if self.opts.dir_listing => {
+                match listing::read(&self.root, &norm.rel, &dir, listing::MAX_ENTRIES) {
+                    Ok(l) => {
+                        let json = listing::wants_json(req.accept());
+                        let rules = &self.opts.headers;
+                        listing::reply(&l, &norm.rel, json, rules, ctx, head_only)
+                    }
+                    Err(e) => self.status_page(io_status(&e), ctx, head_only),
+                }
+            }
+            Unopened::NoIndex(_) => self.not_found(ctx, head_only),
             Unopened::Status(status) => self.status_page(status, ctx, head_only),
         }
     }

@@ -192,17 +192,37 @@ impl Root {
     pub fn symlink_free(&self, rel: &str) -> bool {
         let rel = if rel.is_empty() { "." } else { rel };
         let flags = libc::O_PATH | libc::O_CLOEXEC;
-        self.openat2_with(rel, flags, libc::RESOLVE_NO_SYMLINKS)
+        self.openat2_with(rel.as_bytes(), flags, libc::RESOLVE_NO_SYMLINKS)
             .is_ok()
     }
 
     fn openat2(&self, rel: &str) -> io::Result<File> {
         let flags = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY;
-        self.openat2_with(rel, flags, libc::RESOLVE_NO_MAGICLINKS)
+        self.openat2_with(rel.as_bytes(), flags, libc::RESOLVE_NO_MAGICLINKS)
     }
 
-    fn openat2_with(&self, rel: &str, flags: i32, resolve: u64) -> io::Result<File> {
-        let c = cstring(rel.as_bytes())?;
+    /// The metadata of what `rel` (any bytes, for a name read from a directory) leads to,
+    /// following symlinks only while they stay beneath the root: a symlink out of it, or one
+    /// that leads nowhere, is an error.
+    pub fn stat_beneath(&self, rel: &[u8]) -> io::Result<std::fs::Metadata> {
+        if NO_OPENAT2.load(Ordering::Relaxed) {
+            use std::os::unix::ffi::OsStrExt;
+            let real = self
+                .path
+                .join(std::ffi::OsStr::from_bytes(rel))
+                .canonicalize()?;
+            if !real.starts_with(&self.path) {
+                return Err(io::Error::from(io::ErrorKind::NotFound));
+            }
+            return std::fs::metadata(real);
+        }
+        let flags = libc::O_PATH | libc::O_CLOEXEC;
+        self.openat2_with(rel, flags, libc::RESOLVE_NO_MAGICLINKS)?
+            .metadata()
+    }
+
+    fn openat2_with(&self, rel: &[u8], flags: i32, resolve: u64) -> io::Result<File> {
+        let c = cstring(rel)?;
         // SAFETY: open_how is plain integers; all-zero is its documented "no options" value.
         let mut how: libc::open_how = unsafe { std::mem::zeroed() };
         how.flags = flags as u64;

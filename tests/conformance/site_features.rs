@@ -451,3 +451,190 @@ fn a_rewrite_that_keeps_size_and_mtime_changes_the_etag() {
         );
     });
 }
+
+// ---------------------------------------------------------------------------------------------
+// Directory listings
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn directories_without_an_index_are_404_unless_listings_are_on() {
+    for_each_arch(|arch| {
+        let srv = Server::start(arch);
+        let r = get(&srv, "/nodir/", &[]);
+        assert_eq!(r.status, 404, "{}", r.summary());
+        assert!(r.body_contains("CUSTOM-404-PAGE"));
+    });
+}
+
+/// Names that need escaping, in `ROOT/nodir/`, beside `file.txt`.
+fn awkward_names(srv: &Server) {
+    use std::os::unix::ffi::OsStrExt;
+    let d = srv.fixture.root.join("nodir");
+    for name in [
+        "<script>&x.txt",
+        "q\"uote'.txt",
+        "100%.txt",
+        "javascript:alert(1)",
+    ] {
+        put(srv, &format!("nodir/{name}"), name.as_bytes());
+    }
+    fs::write(d.join(std::ffi::OsStr::from_bytes(b"bad\xff.txt")), "x").unwrap();
+    fs::create_dir(d.join("with space")).unwrap();
+    put(srv, "nodir/with space/inner.txt", b"INNER\n");
+    put(srv, "nodir/.secret", b"TOP-SECRET dotfile\n");
+    std::os::unix::fs::symlink(srv.fixture.outside.path(), d.join("out-dir")).unwrap();
+    std::os::unix::fs::symlink("../../secret.txt", d.join("out-file")).unwrap();
+    std::os::unix::fs::symlink("file.txt", d.join("in-link")).unwrap();
+}
+
+#[test]
+fn listings_in_html_escape_names_and_hide_what_is_not_served() {
+    for_each_arch(|arch| {
+        let srv = Server::start_with(arch, &["--dir-listing"]);
+        awkward_names(&srv);
+        let r = get(&srv, "/nodir/", &[]);
+        let what = "GET /nodir/ with --dir-listing";
+        assert_eq!(r.status, 200, "{what}: {}", r.summary());
+        check_common(&r, what);
+        assert_eq!(r.must("content-type"), "text/html; charset=utf-8");
+        assert_eq!(r.header("vary"), Some("Accept"));
+        assert_eq!(r.header("etag"), None, "a listing has no validator");
+        let page = r.body_text();
+        for expected in [
+            "<title>Index of /nodir/</title>",
+            "<a href=\"../\">../</a>",
+            "<a href=\"with%20space/\">with space/</a>",
+            "<a href=\"file.txt\">file.txt</a>",
+            "<a href=\"in-link\">in-link</a>",
+            "<a href=\"%3Cscript%3E%26x.txt\">&lt;script&gt;&amp;x.txt</a>",
+            "<a href=\"q%22uote%27.txt\">q&quot;uote&#39;.txt</a>",
+            "<a href=\"100%25.txt\">100%.txt</a>",
+            "<a href=\"javascript%3Aalert%281%29\">",
+            "<a href=\"bad%FF.txt\">bad\u{fffd}.txt</a>",
+            "<td class=\"n\">11</td>",
+        ] {
+            assert!(
+                page.contains(expected),
+                "{what}: no {expected:?} in\n{page}"
+            );
+        }
+        for hidden in [".secret", "out-dir", "out-file", "<script>"] {
+            assert!(!page.contains(hidden), "{what}: {hidden:?} listed:\n{page}");
+        }
+        assert!(!page.contains(SECRET), "{what}: {page}");
+        // Directories first.
+        assert!(page.find("with space/").unwrap() < page.find("100%.txt").unwrap());
+        // The links lead where they say.
+        assert_eq!(get(&srv, "/nodir/100%25.txt", &[]).body_text(), "100%.txt");
+        let inner = get(&srv, "/nodir/with%20space/", &[]);
+        assert!(
+            inner.body_contains("<a href=\"inner.txt\">"),
+            "{}",
+            inner.summary()
+        );
+        // An index.html still wins; HEAD has the head only.
+        let r = get(&srv, "/sub/", &[]);
+        assert_eq!(r.body_text(), SUB_INDEX_HTML);
+        let head = srv.exchange(&req("HEAD", "/nodir/", &["Connection: close"]));
+        assert_eq!(head.status, 200);
+        assert!(head.body.is_empty());
+        assert_eq!(head.must("content-length"), page.len().to_string());
+        // A directory named without its slash still redirects.
+        assert_eq!(get(&srv, "/nodir", &[]).status, 301);
+    });
+}
+
+#[test]
+fn listings_in_json_and_of_the_root() {
+    for_each_arch(|arch| {
+        let srv = Server::start_with(arch, &["--dir-listing", "--header", "/nodir/: X-Dir: yes"]);
+        awkward_names(&srv);
+        let r = get(&srv, "/nodir/", &["Accept: application/json"]);
+        assert_eq!(r.status, 200, "{}", r.summary());
+        assert_eq!(r.must("content-type"), "application/json");
+        assert_eq!(r.header("x-dir"), Some("yes"), "rules apply to listings");
+        let doc: serde_json::Value = serde_json::from_slice(&r.body)
+            .unwrap_or_else(|e| panic!("JSON listing: {e}: {}", r.body_text()));
+        assert_eq!(doc["path"], "/nodir/");
+        assert_eq!(doc["truncated"], false);
+        let entries = doc["entries"].as_array().unwrap();
+        let names: Vec<&str> = entries
+            .iter()
+            .map(|e| e["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "with space",
+                "100%.txt",
+                "<script>&x.txt",
+                "bad\u{fffd}.txt",
+                "file.txt",
+                "in-link",
+                "javascript:alert(1)",
+                "q\"uote'.txt",
+            ]
+        );
+        assert_eq!(entries[0]["dir"], true);
+        assert_eq!(entries[0]["href"], "with%20space/");
+        assert_eq!(entries[3]["href"], "bad%FF.txt");
+        assert_eq!(entries[4]["size"], 11);
+        assert_eq!(entries[4]["modified"], MTIME_SECS);
+        // A browser's Accept gets HTML.
+        let html = "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+        let r = get(&srv, "/nodir/", &[html]);
+        assert!(r.must("content-type").starts_with("text/html"));
+        // The root without its index: no dotfile, no symlink out of the root.
+        fs::remove_file(srv.fixture.root.join("index.html")).unwrap();
+        let r = get(&srv, "/", &["Accept: application/json"]);
+        let doc: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        let names: Vec<&str> = doc["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap())
+            .collect();
+        assert!(
+            names.contains(&"sub") && names.contains(&"a.txt"),
+            "{names:?}"
+        );
+        for hidden in [".env", ".git", "escape", "escdir", "rel-escape"] {
+            assert!(!names.contains(&hidden), "{hidden} listed: {names:?}");
+        }
+    });
+}
+
+#[test]
+fn huge_directories_are_listed_up_to_the_cap() {
+    let cap = archserve::site::listing::MAX_ENTRIES;
+    for_each_arch(|arch| {
+        let srv = Server::start_with(arch, &["--dir-listing"]);
+        let dir = srv.fixture.root.join("many");
+        fs::create_dir(&dir).unwrap();
+        for i in 0..cap + 5 {
+            fs::File::create(dir.join(format!("f{i:05}"))).unwrap();
+        }
+        let r = get(&srv, "/many/", &["Accept: application/json"]);
+        assert_eq!(r.status, 200, "{}", r.summary());
+        let doc: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(doc["entries"].as_array().unwrap().len(), cap);
+        assert_eq!(doc["truncated"], true);
+        let r = get(&srv, "/many/", &[]);
+        assert!(r.body_contains(&format!("Only {cap} entries are listed")));
+    });
+}
+
+#[test]
+fn curl_reads_a_listing() {
+    if !have_curl() {
+        return;
+    }
+    for_each_arch(|arch| {
+        let srv = Server::start_with(arch, &["--dir-listing"]);
+        let page = String::from_utf8(curl(&[&srv.url("/nodir/")])).unwrap();
+        assert!(page.contains("<a href=\"file.txt\">file.txt</a>"), "{page}");
+        let json = curl(&["-H", "Accept: application/json", &srv.url("/nodir/")]);
+        let doc: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(doc["entries"][0]["name"], "file.txt");
+    });
+}
