@@ -161,6 +161,7 @@ fn precompressed_variants_follow_accept_encoding() {
         // Identity refused and nothing else acceptable: 406.
         let r = get(&srv, "/app.js", &["Accept-Encoding: zstd, identity;q=0"]);
         assert_eq!(r.status, 406, "identity;q=0: {}", r.summary());
+        assert_eq!(r.reason, "Not Acceptable");
         let r = get(&srv, "/a.txt", &["Accept-Encoding: *;q=0"]);
         assert_eq!(
             r.status,
