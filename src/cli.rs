@@ -35,6 +35,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve a directory over HTTP/1.1 with the chosen architecture.
+    // A flag given twice takes its last value, so the command line overrides `--config`.
+    #[command(args_override_self = true)]
     Serve(ServeArgs),
     /// Send one raw request and print the exact bytes of the answer.
     Send(SendArgs),
@@ -128,6 +130,11 @@ pub struct ServeArgs {
     /// root are never listed.
     #[arg(long)]
     pub dir_listing: bool,
+    /// Read serve flags from a TOML file first: each key is a flag without its dashes
+    /// (`port = 8080`, `dir-listing = true`, `header = ["*.css: Cache-Control: no-cache"]`).
+    /// Flags on the command line override it; a bad file is refused with its line and column.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// A positive number of seconds, fractions allowed (`0.5`), at most a day.

@@ -10,7 +10,8 @@
 //! - [`conn`]: the executors, one per I/O style (blocking; evented), which carry out the state
 //!   machine's steps, and the accept layer (accept loops, connection cap, back-off).
 //! - [`arch`]: the architectures (who runs the loops) and their registry.
-//! - [`listener`], [`shutdown`], [`config`], [`cli`]: binding, signals, validated settings, flags.
+//! - [`listener`], [`shutdown`], [`config`], [`cli`]: binding, signals, validated settings, flags;
+//!   [`config_file`]: `serve --config FILE`, a TOML file of the same flags.
 //! - [`descriptors`]: the open-file limit, shared between the file cache and connections.
 //! - [`upgrade`]: replacing the running binary on SIGUSR2 without refusing a connection, and
 //!   socket activation.
@@ -24,6 +25,7 @@ pub mod cli;
 pub mod client;
 pub mod compare;
 pub mod config;
+pub mod config_file;
 pub mod conn;
 pub mod descriptors;
 pub mod http;

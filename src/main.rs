@@ -10,7 +10,14 @@ use archserve::shutdown::Signals;
 use archserve::site::Site;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args = match archserve::config_file::expand(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let cli = Cli::parse_from(args);
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log_level));
     tracing_subscriber::fmt()

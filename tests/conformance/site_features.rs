@@ -639,3 +639,60 @@ fn curl_reads_a_listing() {
         assert_eq!(doc["entries"][0]["name"], "file.txt");
     });
 }
+
+// ---------------------------------------------------------------------------------------------
+// --config FILE
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_config_file_sets_flags_and_the_command_line_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("archserve.toml");
+    // The root here would not start: the command line's --root (from the harness) must win.
+    fs::write(
+        &config,
+        "root = \"/nonexistent-archserve-root\"\ndir-listing = true\n\
+         header = [\"*.css: Cache-Control: from-config\"]\n",
+    )
+    .unwrap();
+    let path = config.to_str().unwrap();
+    for_each_arch(|arch| {
+        let srv = Server::start_with(arch, &["--config", path]);
+        let r = get(&srv, "/nodir/", &[]);
+        assert_eq!(r.status, 200, "listing from the file: {}", r.summary());
+        let r = get(&srv, "/style.css", &[]);
+        assert_eq!(
+            r.header("cache-control"),
+            Some("from-config"),
+            "{}",
+            r.summary()
+        );
+    });
+}
+
+#[test]
+fn a_bad_config_file_is_one_error_line_with_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    for (text, at) in [
+        (
+            "port = 8080\narch = \"nope\"\n",
+            ":2:8: invalid value 'nope'",
+        ),
+        ("dir-listing = true\nport = [\n", ":2:9: unclosed array"),
+        ("porte = 1\n", ":1:9: unknown key `porte`"),
+    ] {
+        let config = dir.path().join("bad.toml");
+        fs::write(&config, text).unwrap();
+        let out = Command::new(BIN)
+            .args(["serve", "--port", "0", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{text:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{text:?}: {stderr}");
+        let expected = format!("error: config {}{at}", config.display());
+        assert!(stderr.starts_with(&expected), "{text:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "started anyway with {text:?}");
+    }
+}
