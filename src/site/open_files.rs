@@ -25,8 +25,13 @@
 //!   What inotify cannot see (writes through a shared `mmap`, changes by another NFS client, a
 //!   mount over a directory of the path) is seen within a second.
 //!
-//! What it costs: at most [`CAPACITY`] open files per thread, and all threads of a process
-//! together at most an eighth of its open-file limit (so 64 `threads` workers cannot starve
+//! An entry also holds what was found of the file's precompressed variants (`FILE.br`,
+//! `FILE.gz`, see [`super::variants`]): their files are watched and `statx`ed with it, and a
+//! variant added, removed or replaced makes the entry stand for its path no more.
+//!
+//! What it costs: at most [`CAPACITY`] entries per thread (each holds the file and its present
+//! variants open: three descriptors at most), and all threads of a process together at most an
+//! eighth of its open-file limit in descriptors (so 64 `threads` workers cannot starve
 //! accept() of descriptors); a file deleted or replaced stays open, its space not freed, until
 //! its path is asked for again or its entry is evicted. One difference with opening every
 //! time, for a server that does not run as root: taking read permission away from a *directory*
@@ -49,7 +54,7 @@ use super::mime::ContentType;
 use super::resolve::Root;
 use super::variants::{self, Probe, Variant};
 
-/// Open files kept per thread.
+/// Entries kept per thread.
 pub const CAPACITY: usize = 64;
 
 /// Cached open files in this process, all threads together, and the most allowed.
@@ -797,9 +802,12 @@ mod tests {
         std::fs::write(dir.path().join("a.txt"), "one").unwrap();
         let (f, m) = open(&root, "a.txt");
         keep(&root, site, ("a.txt", false), "a.txt", &f, &m);
+        // Modified "in the future" (as if within the last 2 s, without depending on how
+        // long this test takes): no validators yet (see conditional::SETTLE).
+        f.set_modified(SystemTime::now() + Duration::from_secs(3600))
+            .unwrap();
         let hit = lookup(&root, site, ("a.txt", false), identity).expect("cached");
         assert_eq!(hit.info.len, 3);
-        // Written just now: no validators yet (see conditional::SETTLE).
         assert_eq!(hit.validators.validators.etag, None);
         // Rewritten in place: same inode, so still a hit, with the new length.
         let mut w = std::fs::OpenOptions::new()
