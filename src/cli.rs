@@ -114,6 +114,16 @@ pub struct ServeArgs {
     /// arrives (TCP_DEFER_ACCEPT is on by default, as nginx's `listen ... deferred`).
     #[arg(long)]
     pub no_defer_accept: bool,
+    /// Serve HTTPS: the certificate chain (PEM, leaf first). Needs --tls-key.
+    #[arg(long, value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+    /// Serve HTTPS: the private key (PEM: PKCS#8, PKCS#1 or SEC1). Needs --tls-cert.
+    #[arg(long, value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
+    /// With HTTPS: also listen for plain HTTP on this port (same host) and answer every
+    /// request with a 301 to the same path on the HTTPS port.
+    #[arg(long, value_name = "PORT")]
+    pub redirect_http: Option<u16>,
 }
 
 /// A positive number of seconds, fractions allowed (`0.5`), at most a day.
@@ -145,7 +155,21 @@ impl ServeArgs {
                 arch.name
             ));
         }
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::Tls::load(cert, key)?),
+            (None, None) => None,
+            _ => return Err("--tls-cert and --tls-key go together".into()),
+        };
+        if self.redirect_http.is_some() && tls.is_none() {
+            return Err("--redirect-http needs --tls-cert and --tls-key".into());
+        }
+        let redirect_http = self
+            .redirect_http
+            .map(|port| resolve(&self.host, port))
+            .transpose()?;
         Ok(Config {
+            tls,
+            redirect_http,
             root: self.root.clone(),
             addr,
             workers: self
@@ -246,6 +270,15 @@ mod tests {
             &["--host", "no such host name.invalid"],
             &["--arch", "async", "-w", "3"],
             &["--arch", "threads", "--reuseport"],
+            &["--tls-cert", "cert.pem"],
+            &["--tls-key", "key.pem"],
+            &["--redirect-http", "8080"],
+            &[
+                "--tls-cert",
+                "/nonexistent/cert.pem",
+                "--tls-key",
+                "/nonexistent/key.pem",
+            ],
         ] {
             assert!(serve(bad).is_err(), "{bad:?} accepted");
         }

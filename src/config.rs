@@ -38,4 +38,8 @@ pub struct Config {
     pub grace: Duration,
     /// Backlog, SO_REUSEPORT and TCP_DEFER_ACCEPT of the listening socket(s).
     pub listen: crate::listener::Listen,
+    /// HTTPS on the listening port (`--tls-cert`, `--tls-key`); plain HTTP when None.
+    pub tls: Option<crate::tls::Tls>,
+    /// A plain-HTTP port that answers every request with a 301 to the HTTPS port.
+    pub redirect_http: Option<SocketAddr>,
 }

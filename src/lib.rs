@@ -9,6 +9,8 @@
 //! - [`conn`]: the executors, one per I/O style (blocking; evented), which carry out the state
 //!   machine's steps, and the accept layer (accept loops, connection cap, back-off).
 //! - [`arch`]: the architectures (who runs the loops) and their registry.
+//! - [`redirect`]: `--redirect-http`, the plain-HTTP port that sends clients to HTTPS.
+//! - [`tls`]: the HTTPS configuration (certificate, key, rustls settings) all workers share.
 //! - [`listener`], [`shutdown`], [`config`], [`cli`]: binding, signals, validated settings, flags.
 //! - [`descriptors`]: the open-file limit, shared between the file cache and connections.
 //! - [`upgrade`]: replacing the running binary on SIGUSR2 without refusing a connection, and
@@ -27,6 +29,8 @@ pub mod conn;
 pub mod descriptors;
 pub mod http;
 pub mod listener;
+pub mod redirect;
 pub mod shutdown;
 pub mod site;
+pub mod tls;
 pub mod upgrade;
