@@ -60,7 +60,9 @@ impl Tls {
             .with_no_client_auth()
             // Checks that the key's public half is the certificate's (a mismatched pair).
             .with_single_cert(chain, key)?;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // http/1.1 first; http/1.0 too, which this server also speaks (curl --http1.0 offers
+        // only it, and a server that offers neither ends the handshake with an alert).
+        config.alpn_protocols = vec![b"http/1.1".to_vec(), b"http/1.0".to_vec()];
         // Resumption without server-side state per client: a ticket key that rotates every
         // 6 hours (rustls' default). Two tickets per full TLS 1.3 handshake is rustls' default
         // too (`send_tls13_tickets`).
