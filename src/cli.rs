@@ -32,6 +32,8 @@ pub struct Cli {
     pub log_level: String,
 }
 
+// Parsed once per run: the size of the larger variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve a directory over HTTP/1.1 with the chosen architecture.
@@ -45,7 +47,7 @@ pub enum Command {
     Load(LoadArgs),
     /// Start every architecture in turn, measure them under the seed's workloads and more,
     /// and write tables, charts and a report.
-    Compare(Box<crate::compare::CompareArgs>),
+    Compare(crate::compare::CompareArgs),
 }
 
 /// `--arch` values and their help, from the registry (shared by `serve` and `compare`).
@@ -135,6 +137,16 @@ pub struct ServeArgs {
     /// Flags on the command line override it; a bad file is refused with its line and column.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Serve HTTPS: the certificate chain (PEM, leaf first). Needs --tls-key.
+    #[arg(long, value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+    /// Serve HTTPS: the private key (PEM: PKCS#8, PKCS#1 or SEC1). Needs --tls-cert.
+    #[arg(long, value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
+    /// With HTTPS: also listen for plain HTTP on this port (same host) and answer every
+    /// request with a 301 to the same path on the HTTPS port.
+    #[arg(long, value_name = "PORT")]
+    pub redirect_http: Option<u16>,
 }
 
 /// A positive number of seconds, fractions allowed (`0.5`), at most a day.
@@ -166,7 +178,21 @@ impl ServeArgs {
                 arch.name
             ));
         }
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::Tls::load(cert, key)?),
+            (None, None) => None,
+            _ => return Err("--tls-cert and --tls-key go together".into()),
+        };
+        if self.redirect_http.is_some() && tls.is_none() {
+            return Err("--redirect-http needs --tls-cert and --tls-key".into());
+        }
+        let redirect_http = self
+            .redirect_http
+            .map(|port| resolve(&self.host, port))
+            .transpose()?;
         Ok(Config {
+            tls,
+            redirect_http,
             root: self.root.clone(),
             addr,
             workers: self
@@ -274,6 +300,15 @@ mod tests {
             &["--header", "*.css"],
             &["--header", "*.css: Content-Length: 1"],
             &["--header", "/a/[: Cache-Control: no-cache"],
+            &["--tls-cert", "cert.pem"],
+            &["--tls-key", "key.pem"],
+            &["--redirect-http", "8080"],
+            &[
+                "--tls-cert",
+                "/nonexistent/cert.pem",
+                "--tls-key",
+                "/nonexistent/key.pem",
+            ],
         ] {
             assert!(serve(bad).is_err(), "{bad:?} accepted");
         }

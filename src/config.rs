@@ -40,4 +40,8 @@ pub struct Config {
     pub listen: crate::listener::Listen,
     /// What the site does beyond serving files as they are (header rules, listings).
     pub site: crate::site::SiteOptions,
+    /// HTTPS on the listening port (`--tls-cert`, `--tls-key`); plain HTTP when None.
+    pub tls: Option<crate::tls::Tls>,
+    /// A plain-HTTP port that answers every request with a 301 to the HTTPS port.
+    pub redirect_http: Option<SocketAddr>,
 }

@@ -12,6 +12,8 @@
 //! - [`arch`]: the architectures (who runs the loops) and their registry.
 //! - [`listener`], [`shutdown`], [`config`], [`cli`]: binding, signals, validated settings, flags;
 //!   [`config_file`]: `serve --config FILE`, a TOML file of the same flags.
+//! - [`redirect`]: `--redirect-http`, the plain-HTTP port that sends clients to HTTPS.
+//! - [`tls`]: the HTTPS configuration (certificate, key, rustls settings) all workers share.
 //! - [`descriptors`]: the open-file limit, shared between the file cache and connections.
 //! - [`upgrade`]: replacing the running binary on SIGUSR2 without refusing a connection, and
 //!   socket activation.
@@ -30,6 +32,8 @@ pub mod conn;
 pub mod descriptors;
 pub mod http;
 pub mod listener;
+pub mod redirect;
 pub mod shutdown;
 pub mod site;
+pub mod tls;
 pub mod upgrade;

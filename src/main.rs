@@ -29,7 +29,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args).map(|()| 0),
         Command::Send(args) => archserve::client::send::run(args),
         Command::Load(args) => archserve::client::load::run(args),
-        Command::Compare(args) => archserve::compare::run(*args),
+        Command::Compare(args) => archserve::compare::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
@@ -67,10 +67,26 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             (listener, Vec::new())
         }
     };
-    arch::say(format_args!(
-        "Server listening on {}",
-        listener.local_addr()?
-    ));
+    let local = listener.local_addr()?;
+    arch::say(format_args!("Server listening on {local}"));
+    let redirect = match config.redirect_http {
+        Some(addr) => {
+            let plain = archserve::listener::bind(addr, archserve::listener::Listen::default())
+                .with_context(|| format!("cannot listen on {addr}"))?;
+            arch::say(format_args!(
+                "Redirecting HTTP on {} to HTTPS",
+                plain.local_addr()?
+            ));
+            let rules = config.conn.rules;
+            Some(archserve::redirect::spawn(
+                plain,
+                local.port(),
+                rules.head,
+                rules.header_timeout,
+            )?)
+        }
+        None => None,
+    };
     tracing::info!(
         "arch {}, {} workers, root {}",
         arch.name,
@@ -80,14 +96,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Everything that can fail at start-up has passed: a predecessor may stop accepting now
     // (the kernel queues connections on the shared socket until the workers take them).
     archserve::upgrade::notify_ready();
-    (arch.run)(Server {
+    let result = (arch.run)(Server {
         listener,
         inherited,
         config,
         site,
         signals,
     })
-    .with_context(|| format!("architecture {}", arch.name))
+    .with_context(|| format!("architecture {}", arch.name));
+    if let Some(redirect) = redirect {
+        redirect.stop();
+    }
+    result
 }
 
 /// mimalloc instead of glibc's malloc: an idle keep-alive connection is two 128-byte-aligned

@@ -125,7 +125,7 @@ pub fn serve_evented(
     on_upgrade: OnUpgrade,
 ) -> io::Result<()> {
     use crate::conn::accept::{evented_loop, Shared};
-    let shared = std::sync::Arc::new(Shared::new(site, config.conn));
+    let shared = std::sync::Arc::new(Shared::new(site, config.conn, config.tls.clone()));
     runtime.block_on(evented_loop(
         listener,
         config.listen.defer_accept,

@@ -33,7 +33,7 @@ fn worker(listener: TcpListener, config: &Config, site: &Site, signals: Signals)
         Ok(a) => a,
         Err(_) => return 1,
     });
-    accept::blocking_loop(&listener, site, &config.conn);
+    accept::blocking_loop(&listener, site, &config.conn, config.tls.as_ref());
     crate::access_log::flush();
     0
 }

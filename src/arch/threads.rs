@@ -42,7 +42,7 @@ fn run(server: Server) -> io::Result<()> {
             .spawn(move || {
                 announce_worker(addr);
                 let (listener, site, config) = &*shared;
-                accept::blocking_loop(listener, site, &config.conn);
+                accept::blocking_loop(listener, site, &config.conn, config.tls.as_ref());
             })?;
         workers.push(handle);
     }

@@ -61,13 +61,18 @@ const ACCEPT_POLL: Duration = Duration::from_millis(200);
 /// A blocking worker's loop (a `threads` thread, a `processes` worker): accept a connection,
 /// serve it to its end, until shutdown. A blocking worker holds one connection at a time, so
 /// the worker count is the connection cap: the others wait in the backlog.
-pub fn blocking_loop(listener: &TcpListener, site: &Site, limits: &ConnLimits) {
+pub fn blocking_loop(
+    listener: &TcpListener,
+    site: &Site,
+    limits: &ConnLimits,
+    tls: Option<&crate::tls::Tls>,
+) {
     if let Err(e) = socket2::SockRef::from(listener).set_read_timeout(Some(ACCEPT_POLL)) {
         tracing::warn!("listener SO_RCVTIMEO: {e}; shutdown waits for a connection");
     }
     while !Stop.is_set() {
         match accept4(listener, 0) {
-            Ok(stream) => super::blocking::serve(stream, site, &limits.rules, Stop),
+            Ok(stream) => super::blocking::serve(stream, site, &limits.rules, Stop, tls),
             Err(_) if Stop.is_set() => break,
             Err(e)
                 if matches!(
@@ -84,6 +89,8 @@ pub fn blocking_loop(listener: &TcpListener, site: &Site, limits: &ConnLimits) {
 pub struct Shared {
     pub site: Site,
     pub limits: ConnLimits,
+    /// HTTPS: every connection is served by `evented_tls` with this configuration.
+    pub tls: Option<crate::tls::Tls>,
     /// Wakes kept-alive connections waiting for their next request so they close: all of them
     /// when shutdown begins (`notify_waiters`), a few when the connection cap is reached
     /// (`notify_one`).
@@ -101,10 +108,11 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(site: Site, limits: ConnLimits) -> Shared {
+    pub fn new(site: Site, limits: ConnLimits, tls: Option<crate::tls::Tls>) -> Shared {
         Shared {
             site,
             limits,
+            tls,
             close_idle: Notify::new(),
             stopping: Notify::new(),
             active: AtomicUsize::new(0),
@@ -273,7 +281,11 @@ async fn accept_one(
             Ok(stream) => {
                 // Counted now, not when the task first runs, so the cap check sees it.
                 let guard = Active::new(shared);
-                tokio::spawn(super::evented::serve(stream, Arc::clone(shared), guard, deferred));
+                if shared.tls.is_some() {
+                    tokio::spawn(super::evented_tls::serve(stream, Arc::clone(shared), guard));
+                } else {
+                    tokio::spawn(super::evented::serve(stream, Arc::clone(shared), guard, deferred));
+                }
                 tokio::task::yield_now().await;
             }
             Err(e) => tokio::time::sleep(backoff(&e)).await,

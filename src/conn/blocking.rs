@@ -1,6 +1,10 @@
 //! The blocking executor (std::net): one connection served to its end by the calling thread or
 //! process, doing what the connection state machine says. Used by `threads` and `processes`.
 //!
+//! Over TLS (`tls`: a [`Session`] between the socket and the buffer) the same loop runs; the
+//! socket's timeouts bound the handshake's reads and writes as they bound a request's, and file
+//! bodies are encrypted in chunks instead of sent with sendfile.
+//!
 //! A blocked worker serves no one else, so every wait is bounded (the state machine's deadlines,
 //! the write timeout as SO_SNDTIMEO), and an idle wait wakes every [`STOP_POLL`] to notice a
 //! shutdown.
@@ -14,20 +18,33 @@ use crate::http::Request;
 use crate::shutdown::Stop;
 use crate::site::{Body, Part, Plan, Reply, Site, Work};
 
+use super::tls::Session;
 use super::{after_work, log_request, plan, refusal, READ_CHUNK};
 
 /// While idle, wake this often to notice a shutdown (cheap: a handful of workers).
 const STOP_POLL: Duration = Duration::from_millis(200);
 
-/// Serves `stream` until the client leaves, a limit is hit, or shutdown begins.
-pub fn serve(stream: TcpStream, site: &Site, rules: &Rules, stop: Stop) {
+/// Serves `stream` until the client leaves, a limit is hit, or shutdown begins; over TLS with
+/// `tls`.
+pub fn serve(
+    stream: TcpStream,
+    site: &Site,
+    rules: &Rules,
+    stop: Stop,
+    tls: Option<&crate::tls::Tls>,
+) {
     let peer = if crate::access_log::enabled() {
         stream.peer_addr().ok().map(|a| a.ip())
     } else {
         None
     };
+    let tls = match tls.map(|t| Session::new(&t.0)).transpose() {
+        Ok(tls) => tls,
+        Err(e) => return tracing::warn!("TLS session: {e}"),
+    };
     let mut ex = Blocking {
         stream,
+        tls,
         buf: Vec::with_capacity(READ_CHUNK),
         timeout: None,
         peer,
@@ -39,6 +56,8 @@ pub fn serve(stream: TcpStream, site: &Site, rules: &Rules, stop: Stop) {
 
 struct Blocking {
     stream: TcpStream,
+    /// The TLS session, on an HTTPS listener.
+    tls: Option<Session>,
     buf: Vec<u8>,
     /// The read timeout currently set on the socket (set only when it changes: a syscall).
     timeout: Option<Duration>,
@@ -78,6 +97,7 @@ impl Blocking {
                     }
                 }
                 Step::Close { linger } => {
+                    self.close_notify();
                     if linger {
                         self.linger()?;
                     }
@@ -142,7 +162,10 @@ impl Blocking {
     fn read_some(&mut self) -> io::Result<usize> {
         let len = self.buf.len();
         self.buf.resize(len + READ_CHUNK, 0);
-        let result = self.stream.read(&mut self.buf[len..]);
+        let result = match &mut self.tls {
+            Some(tls) => tls.read(&mut &self.stream, &mut self.buf[len..]),
+            None => self.stream.read(&mut self.buf[len..]),
+        };
         self.buf.truncate(len + *result.as_ref().unwrap_or(&0));
         result
     }
@@ -183,6 +206,9 @@ impl Blocking {
         if !reply.inline_small_body()? {
             return Ok(false);
         }
+        if let Some(tls) = &mut self.tls {
+            return write_tls(tls, &self.stream, reply);
+        }
         let more = matches!(reply.body, Body::File { .. });
         let mut off = 0;
         while off < reply.head.len() {
@@ -207,6 +233,15 @@ impl Blocking {
             }
         }
         Ok(true)
+    }
+
+    /// Over TLS, tells the client we are done (close_notify), best effort: the socket's write
+    /// timeout bounds it.
+    fn close_notify(&mut self) {
+        if let Some(tls) = &mut self.tls {
+            tls.close_notify();
+            let _ = tls.flush(&mut &self.stream);
+        }
     }
 
     /// Says we are done writing and drains what the client still sends (bounded), so our last
@@ -247,6 +282,45 @@ fn answer(site: &Site, req: &Request) -> Reply {
             after_work(site, req, work, primes)
         }
     }
+}
+
+/// Writes a whole reply through `tls`: the head and each part queued as records and written
+/// out; a file part a [`super::tls::FILE_CHUNK`] at a time (the head in its first chunk), so at
+/// most one chunk of records is queued. False if the file shrank under us.
+fn write_tls(tls: &mut Session, stream: &TcpStream, reply: Reply) -> io::Result<bool> {
+    let Body::File { file, parts, .. } = reply.body else {
+        tls.queue(&reply.head)?;
+        tls.flush(&mut &*stream)?;
+        return Ok(true);
+    };
+    let mut head = &reply.head[..];
+    for part in parts {
+        match part {
+            Part::Bytes(b) => {
+                tls.queue(std::mem::take(&mut head))?;
+                tls.queue(&b)?;
+            }
+            Part::File { offset, len } => {
+                let mut done = 0;
+                while done < len {
+                    let n = tls.queue_file(
+                        std::mem::take(&mut head),
+                        &file,
+                        offset + done,
+                        len - done,
+                    )?;
+                    if n == 0 {
+                        return Ok(false);
+                    }
+                    done += n as u64;
+                    tls.flush(&mut &*stream)?;
+                }
+            }
+        }
+    }
+    tls.queue(head)?;
+    tls.flush(&mut &*stream)?;
+    Ok(true)
 }
 
 /// sendfile(2) of `len` bytes at `offset`. False if the file ended early (truncated meanwhile).

@@ -422,7 +422,7 @@ async fn with_body(
 }
 
 /// Runs a workload (inline for `/cpu`, a timer for `/io`), then builds its reply.
-async fn work_reply(shared: &Shared, req: &Request, work: Work) -> Reply {
+pub(super) async fn work_reply(shared: &Shared, req: &Request, work: Work) -> Reply {
     let primes = match work {
         Work::Primes(n) => Some(crate::site::workload::count_primes(n)),
         Work::Sleep(d) => {
@@ -480,7 +480,7 @@ async fn send(
 /// Access-log line of an answer (a refusal: `req` None), written when the reply is ready. The
 /// client's address is looked up only then (keeping it in the task would cost every idle
 /// connection 24 bytes).
-fn log_reply(stream: &TcpStream, req: Option<&Request>, reply: &Reply) {
+pub(super) fn log_reply(stream: &TcpStream, req: Option<&Request>, reply: &Reply) {
     if crate::access_log::enabled() {
         let peer = stream.peer_addr().ok().map(|a| a.ip());
         log_request(peer, req, reply.status, reply.body.len());
@@ -577,7 +577,7 @@ async fn write_all(
     Ok(())
 }
 
-async fn writable(stream: &TcpStream, wt: Duration) -> io::Result<()> {
+pub(super) async fn writable(stream: &TcpStream, wt: Duration) -> io::Result<()> {
     match timeout(wt, stream.writable()).await {
         Ok(r) => r,
         Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "write timeout")),
@@ -620,7 +620,7 @@ async fn send_file(
 
 /// Half-closes and drains what the client still sends (bounded), so our last response is not
 /// destroyed by a RST caused by unread data.
-async fn linger(stream: &TcpStream) {
+pub(super) async fn linger(stream: &TcpStream) {
     let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write);
     let deadline = tokio::time::Instant::now() + LINGER;
     // On the heap: an array here would be part of every connection's future, idle or not.
@@ -662,7 +662,11 @@ mod tests {
                 .await
                 .unwrap();
             let dir = std::env::temp_dir();
-            let shared = Arc::new(Shared::new(Site::new(&dir).unwrap(), ConnLimits::default()));
+            let shared = Arc::new(Shared::new(
+                Site::new(&dir).unwrap(),
+                ConnLimits::default(),
+                None,
+            ));
             let task = serve(stream, shared, (), true);
             let size = std::mem::size_of_val(&task);
             assert!(size <= 400, "the connection task grew to {size} bytes");

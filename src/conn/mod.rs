@@ -9,6 +9,8 @@
 pub mod accept;
 pub mod blocking;
 pub mod evented;
+pub mod evented_tls;
+pub mod tls;
 
 use std::cell::RefCell;
 use std::net::IpAddr;

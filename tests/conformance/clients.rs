@@ -19,7 +19,11 @@ fn have_curl() -> bool {
 
 /// Runs curl with `args` and returns stdout (asserting it ran).
 fn curl(args: &[&str]) -> Vec<u8> {
-    let out = Command::new("curl")
+    let mut cmd = Command::new("curl");
+    if crate::tls::tls_mode() {
+        cmd.arg("--cacert").arg(&crate::tls::test_cert().cert);
+    }
+    let out = cmd
         .args(["-sS", "--max-time", "20"])
         .args(args)
         .output()
@@ -165,6 +169,10 @@ fn call(req: ureq::Request) -> ureq::Response {
 
 #[test]
 fn ureq_get_head_range_conditional_and_redirect() {
+    // ureq is built without TLS here; the TLS mode's Rust client is the harness's own rustls.
+    if crate::tls::tls_mode() {
+        return;
+    }
     for_each_arch(|arch| {
         let srv = Server::start(arch);
         let a = agent();
@@ -215,6 +223,9 @@ fn ureq_get_head_range_conditional_and_redirect() {
 
 #[test]
 fn ureq_keep_alive_agent_big_file_and_workloads() {
+    if crate::tls::tls_mode() {
+        return;
+    }
     for_each_arch(|arch| {
         let srv = Server::start(arch);
         let a = agent();

@@ -38,9 +38,13 @@ pub fn show(bytes: &[u8]) -> String {
     }
 }
 
-/// A raw TCP connection with its unread bytes; answers are parsed one at a time, in order.
+/// A raw TCP connection with its unread bytes; answers are parsed one at a time, in order. In
+/// the TLS mode (see `crate::tls`) the bytes go through a rustls client session, whose
+/// handshake starts with the first send or read (so a connection that sends nothing sends
+/// nothing at all).
 pub struct Conn {
     pub stream: TcpStream,
+    tls: Option<Box<rustls::ClientConnection>>,
     buf: Vec<u8>,
     eof: bool,
     ctx: String,
@@ -48,12 +52,20 @@ pub struct Conn {
 
 impl Conn {
     pub fn open(addr: &str, arch: &str) -> Conn {
+        let mut c = Conn::plain(addr, arch);
+        c.tls = crate::tls::client_session();
+        c
+    }
+
+    /// A plain-HTTP connection in either mode (the `--redirect-http` port).
+    pub fn plain(addr: &str, arch: &str) -> Conn {
         let stream =
             TcpStream::connect(addr).unwrap_or_else(|e| panic!("[{arch}] connect {addr}: {e}"));
         stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
         stream.set_write_timeout(Some(READ_TIMEOUT)).unwrap();
         Conn {
             stream,
+            tls: None,
             buf: Vec::new(),
             eof: false,
             ctx: arch.to_string(),
@@ -63,12 +75,23 @@ impl Conn {
     /// Writes `bytes`; a write error is ignored (the server may close early on a bad request,
     /// and what matters is what it answered).
     pub fn send(&mut self, bytes: &[u8]) {
-        let _ = self.stream.write_all(bytes);
-        let _ = self.stream.flush();
+        match &mut self.tls {
+            Some(tls) => {
+                let _ = rustls::Stream::new(&mut **tls, &mut self.stream).write_all(bytes);
+            }
+            None => {
+                let _ = self.stream.write_all(bytes);
+                let _ = self.stream.flush();
+            }
+        }
     }
 
-    /// Half-closes the connection (no more request bytes).
+    /// Half-closes the connection (no more request bytes; over TLS, a close_notify first).
     pub fn shutdown_write(&mut self) {
+        if let Some(tls) = &mut self.tls {
+            tls.send_close_notify();
+            let _ = rustls::Stream::new(&mut **tls, &mut self.stream).flush();
+        }
         let _ = self.stream.shutdown(Shutdown::Write);
     }
 
@@ -78,7 +101,11 @@ impl Conn {
             return Ok(false);
         }
         let mut chunk = [0u8; 65536];
-        match self.stream.read(&mut chunk) {
+        let read = match &mut self.tls {
+            Some(tls) => rustls::Stream::new(&mut **tls, &mut self.stream).read(&mut chunk),
+            None => self.stream.read(&mut chunk),
+        };
+        match read {
             Ok(0) => {
                 self.eof = true;
                 Ok(false)

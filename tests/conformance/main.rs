@@ -8,6 +8,7 @@
 mod fixture;
 mod harness;
 mod server;
+mod tls;
 
 mod clients;
 mod conditional;

@@ -83,6 +83,10 @@ fn access_log_is_in_combined_log_format() {
 
 #[test]
 fn slowloris_does_not_starve_event_loops() {
+    // A raw socket written by hand (plaintext): plain mode only (see `crate::tls`).
+    if crate::tls::tls_mode() {
+        return;
+    }
     for_each_arch(|arch| {
         if !evented(arch) {
             return; // blocking workers are pinned by design: see docs/RELIABILITY.md
@@ -160,6 +164,10 @@ fn max_requests_closes_after_the_cap() {
 
 #[test]
 fn a_file_truncated_during_a_transfer_is_never_misframed() {
+    // A raw socket written by hand (plaintext): plain mode only (see `crate::tls`).
+    if crate::tls::tls_mode() {
+        return;
+    }
     for_each_arch(|arch| {
         let srv = Server::start(arch);
         let path = srv.fixture.root.join("huge.bin");

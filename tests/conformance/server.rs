@@ -132,6 +132,7 @@ pub fn serve_command(arch: &str, root: &Path, extra: &[&str]) -> Command {
     if !extra.iter().any(|a| *a == "-w" || *a == "--workers") && !single_worker(arch) {
         cmd.args(["-w", "2"]);
     }
+    cmd.args(crate::tls::serve_args());
     cmd.args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -218,8 +219,13 @@ impl Server {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// The URL of `path` (https://localhost:PORT in the TLS mode: the test certificate's name).
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{}", self.port, path)
+        if crate::tls::tls_mode() {
+            format!("https://localhost:{}{}", self.port, path)
+        } else {
+            format!("http://127.0.0.1:{}{}", self.port, path)
+        }
     }
 
     pub fn stderr_text(&self) -> String {
