@@ -5,7 +5,7 @@ use std::io::Read;
 use std::process::Command;
 use std::time::Duration;
 
-fn have_curl() -> bool {
+pub fn have_curl() -> bool {
     let ok = Command::new("curl")
         .arg("--version")
         .output()
@@ -17,8 +17,9 @@ fn have_curl() -> bool {
     ok
 }
 
-/// Runs curl with `args` and returns stdout (asserting it ran).
-fn curl(args: &[&str]) -> Vec<u8> {
+/// Runs curl with `args` and returns stdout (asserting it ran); trusts the test certificate
+/// when the suite runs over TLS.
+pub fn curl(args: &[&str]) -> Vec<u8> {
     let mut cmd = Command::new("curl");
     if crate::tls::tls_mode() {
         cmd.arg("--cacert").arg(&crate::tls::test_cert().cert);

@@ -67,32 +67,7 @@ const APP_JS: &str = "console.log('APP-PLAIN');\n";
 /// Not real brotli: the server never decodes, and raw-byte checks only compare bytes.
 const APP_BR: &[u8] = b"BR-BYTES-OF-APP";
 
-fn have_curl() -> bool {
-    let ok = Command::new("curl")
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        eprintln!("curl not installed: skipping the curl checks");
-    }
-    ok
-}
-
-fn curl(args: &[&str]) -> Vec<u8> {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "20"])
-        .args(args)
-        .output()
-        .expect("run curl");
-    assert!(
-        out.status.success(),
-        "curl {args:?} failed ({:?}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
+use crate::clients::{curl, have_curl};
 
 // ---------------------------------------------------------------------------------------------
 // Precompressed files
