@@ -27,6 +27,13 @@ pub fn arch_names() -> Vec<&'static str> {
         .iter()
         .map(|a| a.name)
         .filter(|n| only.as_deref().is_none_or(|o| o == *n))
+        .filter(|n| match archserve::arch::unavailable(n) {
+            Some(why) => {
+                eprintln!("skipping architecture {n}: {why}");
+                false
+            }
+            None => true,
+        })
         .collect()
 }
 
