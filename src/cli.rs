@@ -178,6 +178,12 @@ impl ServeArgs {
                 arch.name
             ));
         }
+        if self.tls_cert.is_some() && !arch.serves_tls {
+            return Err(format!(
+                "--arch {} does not serve HTTPS yet; use --arch hybrid",
+                arch.name
+            ));
+        }
         let tls = match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => Some(crate::tls::Tls::load(cert, key)?),
             (None, None) => None,
@@ -300,6 +306,14 @@ mod tests {
             &["--header", "*.css"],
             &["--header", "*.css: Content-Length: 1"],
             &["--header", "/a/[: Cache-Control: no-cache"],
+            &[
+                "--arch",
+                "uring",
+                "--tls-cert",
+                "c.pem",
+                "--tls-key",
+                "k.pem",
+            ],
             &["--tls-cert", "cert.pem"],
             &["--tls-key", "key.pem"],
             &["--redirect-http", "8080"],

@@ -7,7 +7,7 @@
 //! - [`site`]: what to answer: safe path resolution, files, conditional and range requests,
 //!   precompressed variants, header rules, the `/cpu` and `/io` workloads, a per-thread cache of
 //!   open files re-checked on every use.
-//! - [`conn`]: the executors, one per I/O style (blocking; evented), which carry out the state
+//! - [`conn`]: the executors, one per I/O style (blocking; evented; uring), which carry out the state
 //!   machine's steps, and the accept layer (accept loops, connection cap, back-off).
 //! - [`arch`]: the architectures (who runs the loops) and their registry.
 //! - [`listener`], [`shutdown`], [`config`], [`cli`]: binding, signals, validated settings, flags;

@@ -1,4 +1,4 @@
-//! Supervisor tests for the multi-process architectures (processes, hybrid): a killed worker is
+//! Supervisor tests for the multi-process architectures (processes, hybrid, uring): a killed worker is
 //! replaced and the service stays up; SIGTERM drains and reaps every worker, exits 0, and frees
 //! the port; a killed master takes its workers with it; --reuseport serves too.
 //!
@@ -141,11 +141,28 @@ fn wait_gone(pid: i32) {
     }
 }
 
-const MULTI: [&str; 2] = ["processes", "hybrid"];
+/// The multi-process architectures this machine can run (`uring` is skipped, and says so,
+/// where io_uring is unavailable).
+fn multi() -> Vec<&'static str> {
+    ["processes", "hybrid", "uring"]
+        .into_iter()
+        .filter(|&arch| runnable(arch))
+        .collect()
+}
+
+fn runnable(arch: &str) -> bool {
+    match archserve::arch::unavailable(arch) {
+        Some(why) => {
+            eprintln!("skipping architecture {arch}: {why}");
+            false
+        }
+        None => true,
+    }
+}
 
 #[test]
 fn a_killed_worker_is_replaced_and_the_service_stays_up() {
-    for arch in MULTI {
+    for arch in multi() {
         let server = Server::start(arch, &[]);
         assert!(server.get("/").starts_with("HTTP/1.1 200"), "[{arch}]");
         let victim = server.workers[0];
@@ -164,7 +181,7 @@ fn a_killed_worker_is_replaced_and_the_service_stays_up() {
 
 #[test]
 fn sigterm_finishes_in_flight_requests_reaps_workers_and_frees_the_port() {
-    for arch in MULTI {
+    for arch in multi() {
         let mut server = Server::start(arch, &[]);
         let port = server.port;
         // A request in flight when SIGTERM arrives must still be answered.
@@ -189,6 +206,9 @@ fn sigterm_finishes_in_flight_requests_reaps_workers_and_frees_the_port() {
 #[test]
 fn sigint_stops_every_architecture_with_exit_0() {
     for arch in archserve::arch::REGISTRY.iter().map(|a| a.name) {
+        if !runnable(arch) {
+            continue;
+        }
         let extra: &[&str] = &[];
         let mut child = Command::new(env!("CARGO_BIN_EXE_archserve"))
             .args(["serve", "--arch", arch, "--port", "0", "--root", "www"])
@@ -222,7 +242,7 @@ fn sigint_stops_every_architecture_with_exit_0() {
 
 #[test]
 fn a_killed_master_takes_its_workers_with_it() {
-    for arch in MULTI {
+    for arch in multi() {
         let mut server = Server::start(arch, &[]);
         server.signal(Signal::SIGKILL);
         server.wait_exit();
@@ -234,7 +254,7 @@ fn a_killed_master_takes_its_workers_with_it() {
 
 #[test]
 fn reuseport_serves_and_survives_a_killed_worker() {
-    for arch in MULTI {
+    for arch in multi() {
         let server = Server::start(arch, &["--reuseport"]);
         for _ in 0..10 {
             assert!(server.get("/").starts_with("HTTP/1.1 200"), "[{arch}]");

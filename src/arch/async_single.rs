@@ -11,6 +11,7 @@ pub const ARCH: Arch = Arch {
     workers: Workers::One,
     idle_timeout: EVENTED_IDLE,
     multi_process: false,
+    serves_tls: true,
     run,
 };
 

@@ -17,6 +17,7 @@ pub const ARCH: Arch = Arch {
     workers: Workers::Cpus,
     idle_timeout: EVENTED_IDLE,
     multi_process: true,
+    serves_tls: true,
     run,
 };
 

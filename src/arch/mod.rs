@@ -7,6 +7,7 @@ pub mod hybrid;
 pub mod processes;
 pub mod supervisor;
 pub mod threads;
+pub mod uring;
 pub mod work_stealing;
 
 use std::io;
@@ -74,6 +75,8 @@ pub struct Arch {
     pub idle_timeout: Duration,
     /// Whether it runs several processes (and so can use `--reuseport`).
     pub multi_process: bool,
+    /// Whether it serves HTTPS (`--tls-cert`); the others refuse it at start-up.
+    pub serves_tls: bool,
     /// Runs until a termination signal has been handled and in-flight work finished (or the
     /// grace period ran out).
     pub run: fn(Server) -> io::Result<()>,
@@ -86,6 +89,7 @@ pub static REGISTRY: &[Arch] = &[
     async_single::ARCH,
     work_stealing::ARCH,
     hybrid::ARCH,
+    uring::ARCH,
 ];
 
 /// The architecture used when `--arch` is not given: the seed's "best of both worlds".
@@ -94,6 +98,16 @@ pub const DEFAULT: &str = "hybrid";
 /// Looks an architecture up by name.
 pub fn find(name: &str) -> Option<&'static Arch> {
     REGISTRY.iter().find(|a| a.name == name)
+}
+
+/// Why architecture `name` cannot run on this machine, if it cannot (`uring` where io_uring is
+/// missing or disabled); the tests skip it then, and say so.
+pub fn unavailable(name: &str) -> Option<String> {
+    if name == uring::ARCH.name {
+        crate::conn::uring::available().err()
+    } else {
+        None
+    }
 }
 
 /// The seed-style line each worker prints when it starts.

@@ -16,6 +16,7 @@ pub const ARCH: Arch = Arch {
     workers: Workers::Five,
     idle_timeout: BLOCKING_IDLE,
     multi_process: true,
+    serves_tls: true,
     run,
 };
 

@@ -19,6 +19,7 @@ pub const ARCH: Arch = Arch {
     workers: Workers::Five,
     idle_timeout: BLOCKING_IDLE,
     multi_process: false,
+    serves_tls: true,
     run,
 };
 

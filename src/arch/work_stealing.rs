@@ -12,6 +12,7 @@ pub const ARCH: Arch = Arch {
     workers: Workers::Five,
     idle_timeout: EVENTED_IDLE,
     multi_process: false,
+    serves_tls: true,
     run,
 };
 

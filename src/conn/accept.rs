@@ -142,7 +142,7 @@ impl Drop for Active {
 }
 
 /// How many idle connections to close at once when the cap is reached (nginx drains 32).
-const SHED_BATCH: usize = 32;
+pub const SHED_BATCH: usize = 32;
 
 /// Accepts a connection for an event loop. It is registered as not ready: without deferred
 /// accept (`--no-defer-accept`), on a busy server the client has usually not sent its request

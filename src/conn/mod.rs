@@ -1,7 +1,8 @@
 //! The executors: they carry out what the connection state machine (`http::conn`) decides, each
 //! in its own I/O style, and hold no protocol rule of their own. `blocking` (std::net: a thread
-//! or process per connection at a time), `evented` (tokio: many connections per thread), and the
-//! accept layer both use (`accept`: accept loops, the connection cap and its shedding, back-off).
+//! or process per connection at a time), `evented` (tokio: many connections per thread), `uring`
+//! (io_uring: many connections per worker, completions instead of readiness), and the accept
+//! layer they use (`accept`: accept loops, the connection cap and its shedding, back-off).
 //!
 //! What they share is here: how a request becomes a reply (the site plans it; a workload runs
 //! in the executor's own way of waiting, then the site describes it), the `send` with MSG_MORE,
@@ -11,6 +12,7 @@ pub mod blocking;
 pub mod evented;
 pub mod evented_tls;
 pub mod tls;
+pub mod uring;
 
 use std::cell::RefCell;
 use std::net::IpAddr;

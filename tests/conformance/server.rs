@@ -27,6 +27,21 @@ pub fn arch_names() -> Vec<&'static str> {
         .iter()
         .map(|a| a.name)
         .filter(|n| only.as_deref().is_none_or(|o| o == *n))
+        .filter(|n| match archserve::arch::unavailable(n) {
+            Some(why) => {
+                eprintln!("skipping architecture {n}: {why}");
+                false
+            }
+            None => true,
+        })
+        .filter(|n| {
+            let tls =
+                crate::tls::tls_mode() && !archserve::arch::find(n).is_some_and(|a| a.serves_tls);
+            if tls {
+                eprintln!("skipping architecture {n} over TLS: it does not serve HTTPS");
+            }
+            !tls
+        })
         .collect()
 }
 

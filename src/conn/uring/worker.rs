@@ -1,0 +1,449 @@
+//! The `uring` worker's loop: one ring per worker, one `io_uring_enter` per turn that submits
+//! the turn's operations and waits for completions (or the earliest deadline), then every
+//! completion handed to its connection. Also the worker-wide parts: the multishot accept, the
+//! connection cap and its shedding of idle connections (the accept layer's rules and back-off,
+//! `conn::accept`), the termination signals read through the ring, and the graceful drain.
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+
+use super::ring::{self, BufRing, Op, Token};
+use super::timers::Deadlines;
+use super::{Phase, Pipe, Slot};
+use crate::config::ConnLimits;
+use crate::conn::accept::{backoff, SHED_BATCH};
+use crate::shutdown::{Signals, Stop};
+use crate::site::Site;
+
+/// The accept operation's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Accept {
+    /// Not queued; queue it.
+    Idle,
+    Armed,
+    /// At the connection cap: not queued until a connection closes.
+    Paused,
+    /// Accept failed (out of descriptors): not queued until then.
+    BackOff(Instant),
+    /// Shutdown.
+    Stopped,
+}
+
+/// One worker: its ring, its connections, and what they share.
+pub struct Worker {
+    // Declared first, so dropped first: closing the ring ends every operation before the
+    // buffers they point into (the provided group, a reply in a slot) are freed.
+    ring: IoUring,
+    pub(super) bufs: BufRing,
+    pub(super) slots: Vec<Slot>,
+    pub(super) free: Vec<u32>,
+    pub(super) timers: Deadlines,
+    pub(super) site: Site,
+    pub(super) limits: ConnLimits,
+    /// The time, read once per turn (and after inline work).
+    pub(super) now: Instant,
+    pub(super) pipes: Vec<Pipe>,
+    /// Connections taking their last look, polled after the next turn.
+    pub(super) looks: Vec<(u32, u16)>,
+    listener: TcpListener,
+    accept: Accept,
+    /// The access log is on: accept one connection at a time with its address.
+    log_peers: bool,
+    peer: Box<(libc::sockaddr_storage, libc::socklen_t)>,
+    signal: OwnedFd,
+    siginfo: Box<[u8; std::mem::size_of::<libc::signalfd_siginfo>()]>,
+    active: usize,
+    grace: Duration,
+    drain_until: Option<Instant>,
+    cqes: Vec<cqueue::Entry>,
+}
+
+impl Worker {
+    /// Sets up the ring, its provided buffers and its direct-descriptor table for `listener`.
+    /// `signals` are blocked in this process; they are read through the ring.
+    pub fn new(
+        listener: TcpListener,
+        site: Site,
+        limits: ConnLimits,
+        grace: Duration,
+        signals: &Signals,
+    ) -> io::Result<Worker> {
+        let ring = ring::build(ring::SQ_ENTRIES)?;
+        let bufs = BufRing::new(ring::BUFFERS, ring::BUFFER_SIZE);
+        bufs.register(&ring)?;
+        // One direct descriptor per connection under the cap, and some room for the accepts
+        // already under way when the cap is reached; never more than the descriptor limit
+        // allows (the kernel refuses a larger table).
+        let table = (limits.max_conns as u64 + 64).min(crate::descriptors::nofile_limit());
+        ring.submitter()
+            .register_files_sparse(table.clamp(1, u32::MAX as u64) as u32)?;
+        // SAFETY: a valid signal set; the descriptor is new and ours.
+        let sfd = unsafe { libc::signalfd(-1, signals.set().as_ref(), libc::SFD_CLOEXEC) };
+        if sfd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Worker {
+            ring,
+            bufs,
+            slots: Vec::new(),
+            free: Vec::new(),
+            timers: Deadlines::default(),
+            site,
+            limits,
+            now: Instant::now(),
+            pipes: Vec::new(),
+            looks: Vec::new(),
+            listener,
+            accept: Accept::Idle,
+            log_peers: crate::access_log::enabled(),
+            // SAFETY: sockaddr_storage is plain data; all zeroes is a valid value.
+            peer: Box::new((unsafe { std::mem::zeroed() }, 0)),
+            // SAFETY: the descriptor was just created.
+            signal: unsafe { OwnedFd::from_raw_fd(sfd) },
+            siginfo: Box::new([0; std::mem::size_of::<libc::signalfd_siginfo>()]),
+            active: 0,
+            grace,
+            drain_until: None,
+            cqes: Vec::with_capacity(ring::CQ_ENTRIES as usize),
+        })
+    }
+
+    /// Serves until a termination signal, then drains: idle connections close, the rest get
+    /// the grace period.
+    pub fn run(mut self) -> io::Result<()> {
+        self.read_signal();
+        self.arm_accept();
+        loop {
+            if self.drain_until.is_some() && self.active == 0 {
+                break;
+            }
+            let looks = std::mem::take(&mut self.looks);
+            self.wait(!looks.is_empty())?;
+            self.now = Instant::now();
+            self.reap();
+            for (idx, gen) in looks {
+                let s = &self.slots[idx as usize];
+                if s.gen == gen && s.phase == Phase::Look {
+                    self.drive(idx);
+                }
+            }
+            self.expire();
+            if let Accept::BackOff(until) = self.accept {
+                if self.now >= until {
+                    self.accept = Accept::Idle;
+                    self.arm_accept();
+                }
+            }
+            if self.drain_until.is_some_and(|t| self.now >= t) {
+                tracing::warn!("grace period over with requests still in flight; exiting");
+                break;
+            }
+        }
+        crate::access_log::flush();
+        Ok(())
+    }
+
+    /// Queues `e`, submitting first if the submission queue is full.
+    ///
+    /// # Safety
+    /// Whatever `e` points to must stay valid until its completion arrives.
+    pub(super) unsafe fn push(&mut self, e: squeue::Entry) {
+        loop {
+            // SAFETY: the caller's promise.
+            if unsafe { self.ring.submission().push(&e) }.is_ok() {
+                return;
+            }
+            if let Err(err) = self.ring.submit() {
+                tracing::warn!("io_uring submit: {err}");
+            }
+        }
+    }
+
+    /// One turn's `io_uring_enter`: submits what was queued and waits for a completion, until
+    /// the earliest deadline (`at_once`: not at all, only collecting what the kernel has).
+    fn wait(&mut self, at_once: bool) -> io::Result<()> {
+        self.bufs.publish();
+        let until = [self.timers.next(), self.drain_until, self.backoff_until()]
+            .into_iter()
+            .flatten()
+            .min();
+        let timeout = if at_once {
+            Some(Duration::ZERO)
+        } else {
+            until.map(|t| t.saturating_duration_since(Instant::now()))
+        };
+        let r = match timeout {
+            None => self.ring.submit_and_wait(1),
+            Some(d) => {
+                let ts = types::Timespec::from(d);
+                let args = types::SubmitArgs::new().timespec(&ts);
+                self.ring.submitter().submit_with_args(1, &args)
+            }
+        };
+        match r {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn backoff_until(&self) -> Option<Instant> {
+        match self.accept {
+            Accept::BackOff(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Hands every completion to its owner.
+    fn reap(&mut self) {
+        let mut cqes = std::mem::take(&mut self.cqes);
+        cqes.extend(self.ring.completion());
+        for cqe in cqes.drain(..) {
+            self.complete(cqe.user_data(), cqe.result(), cqe.flags());
+        }
+        self.cqes = cqes;
+    }
+
+    fn complete(&mut self, data: u64, res: i32, flags: u32) {
+        let t = Token::decode(data);
+        let more = cqueue::more(flags);
+        let bid = cqueue::buffer_select(flags);
+        match t.op {
+            Op::Ignore => {}
+            Op::Accept => self.on_accept(res, more),
+            Op::Signal => self.begin_shutdown(),
+            op => {
+                let live = self
+                    .slots
+                    .get(t.slot as usize)
+                    .is_some_and(|s| s.gen == t.gen && s.phase != Phase::Free);
+                if !live {
+                    if let Some(bid) = bid {
+                        self.bufs.give_back(bid);
+                    }
+                    return;
+                }
+                match op {
+                    Op::Recv => self.on_recv(t.slot, res, bid, more),
+                    Op::Send => self.on_send(t.slot, res),
+                    Op::Read => self.on_read(t.slot, res),
+                    _ => self.on_splice(t.slot, op, res),
+                }
+            }
+        }
+    }
+
+    /// Pops the deadlines that are due; a slot whose real deadline is later is filed again.
+    fn expire(&mut self) {
+        while let Some(idx) = self.timers.pop_due(self.now) {
+            let s = &mut self.slots[idx as usize];
+            s.armed = None;
+            match s.deadline {
+                Some(at) if at <= self.now => self.expired(idx),
+                Some(at) => self.timers.set(idx, &mut s.armed, at),
+                None => {}
+            }
+        }
+    }
+
+    /// Queues the accept: multishot into direct descriptors, or with the access log on, one at
+    /// a time with the peer's address (multishot accept reports none).
+    fn arm_accept(&mut self) {
+        if self.accept != Accept::Idle || Stop.is_set() {
+            return;
+        }
+        if self.active >= self.limits.max_conns {
+            self.accept = Accept::Paused;
+            return;
+        }
+        let fd = types::Fd(self.listener.as_raw_fd());
+        let token = Token::new(Op::Accept, 0, 0).encode();
+        let e = if self.log_peers {
+            self.peer.1 = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            let addr = std::ptr::addr_of_mut!(self.peer.0).cast();
+            opcode::Accept::new(fd, addr, std::ptr::addr_of_mut!(self.peer.1))
+                .file_index(Some(types::DestinationSlot::auto_target()))
+                .build()
+        } else {
+            opcode::AcceptMulti::new(fd)
+                .allocate_file_index(true)
+                .build()
+        };
+        // SAFETY: the address buffer is boxed in the worker, which outlives the ring.
+        unsafe { self.push(e.user_data(token)) };
+        self.accept = Accept::Armed;
+    }
+
+    fn on_accept(&mut self, res: i32, more: bool) {
+        if !more && self.accept == Accept::Armed {
+            self.accept = Accept::Idle;
+        }
+        if res < 0 {
+            if res != -libc::ECANCELED && self.accept == Accept::Idle {
+                let wait = backoff(&io::Error::from_raw_os_error(-res));
+                self.accept = Accept::BackOff(self.now + wait);
+            }
+            return;
+        }
+        let fd = res as u32;
+        if Stop.is_set() {
+            let e = opcode::Close::new(types::Fixed(fd)).build().user_data(0);
+            // SAFETY: no buffer.
+            return unsafe { self.push(e) };
+        }
+        let peer = if self.log_peers {
+            peer_ip(&self.peer)
+        } else {
+            None
+        };
+        let idx = self.alloc_slot(fd, peer);
+        self.drive(idx);
+        if self.active >= self.limits.max_conns {
+            self.pause_accept();
+            self.shed();
+        }
+        self.arm_accept();
+    }
+
+    fn alloc_slot(&mut self, fd: u32, peer: Option<IpAddr>) -> u32 {
+        let idx = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(Slot::free());
+            (self.slots.len() - 1) as u32
+        });
+        let s = &mut self.slots[idx as usize];
+        let gen = s.gen.wrapping_add(1);
+        *s = Slot {
+            conn: crate::http::conn::Conn::new(self.now),
+            fd,
+            gen,
+            peer,
+            phase: Phase::Read { idle: true },
+            ..Slot::free()
+        };
+        self.active += 1;
+        idx
+    }
+
+    /// A connection's slot was freed: below the cap again, accepting resumes.
+    pub(super) fn freed(&mut self) {
+        self.active -= 1;
+        if self.accept == Accept::Paused && self.active < self.limits.max_conns {
+            self.accept = Accept::Idle;
+            self.arm_accept();
+        }
+    }
+
+    /// At the connection cap: stop accepting until a connection closes.
+    fn pause_accept(&mut self) {
+        if self.accept == Accept::Armed {
+            let e = opcode::AsyncCancel::new(Token::new(Op::Accept, 0, 0).encode())
+                .build()
+                .flags(squeue::Flags::SKIP_SUCCESS)
+                .user_data(0);
+            // SAFETY: no buffer.
+            unsafe { self.push(e) };
+        }
+        if matches!(self.accept, Accept::Armed | Accept::Idle) {
+            self.accept = Accept::Paused;
+        }
+    }
+
+    /// Whether idle connections are being closed to make room (the cap is reached).
+    pub(super) fn accept_paused(&self) -> bool {
+        self.accept == Accept::Paused
+    }
+
+    /// Makes room at the cap: closes up to [`SHED_BATCH`] kept-alive connections waiting for
+    /// their next request (never one just accepted, whose request is on its way); while the cap
+    /// holds, a connection that becomes idle is closed too (see `drive`).
+    fn shed(&mut self) {
+        let idle: Vec<u32> = (0..self.slots.len() as u32)
+            .filter(|&i| {
+                let s = &self.slots[i as usize];
+                s.phase == (Phase::Read { idle: true }) && s.conn.served() > 0
+            })
+            .take(SHED_BATCH)
+            .collect();
+        for idx in idle {
+            self.close(idx, false);
+        }
+    }
+
+    /// Queues the read of the termination signals' descriptor.
+    fn read_signal(&mut self) {
+        let buf = self.siginfo.as_mut_ptr();
+        let len = self.siginfo.len() as u32;
+        let e = opcode::Read::new(types::Fd(self.signal.as_raw_fd()), buf, len)
+            .build()
+            .user_data(Token::new(Op::Signal, 0, 0).encode());
+        // SAFETY: the buffer is boxed in the worker, which outlives the ring.
+        unsafe { self.push(e) };
+    }
+
+    /// SIGTERM/SIGINT: stop accepting, let idle connections take a last look and close, and
+    /// give the rest the grace period.
+    fn begin_shutdown(&mut self) {
+        if self.drain_until.is_some() {
+            return;
+        }
+        tracing::info!("stopping, grace {:?}", self.grace);
+        Stop.trigger();
+        self.drain_until = Some(self.now + self.grace);
+        self.pause_accept();
+        self.accept = Accept::Stopped;
+        for idx in 0..self.slots.len() as u32 {
+            if self.slots[idx as usize].phase == (Phase::Read { idle: true }) {
+                self.drive(idx);
+            }
+        }
+    }
+}
+
+/// The peer's address from an accept's sockaddr.
+fn peer_ip(peer: &(libc::sockaddr_storage, libc::socklen_t)) -> Option<IpAddr> {
+    let ss = &peer.0;
+    match ss.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let sin = unsafe { &*(ss as *const _ as *const libc::sockaddr_in) };
+            Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                sin.sin_addr.s_addr,
+            ))))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let sin6 = unsafe { &*(ss as *const _ as *const libc::sockaddr_in6) };
+            Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_addresses_are_read_from_either_family() {
+        // SAFETY: plain data.
+        let mut peer: (libc::sockaddr_storage, libc::socklen_t) =
+            (unsafe { std::mem::zeroed() }, 0);
+        // SAFETY: the storage is large enough for a sockaddr_in.
+        let sin = unsafe { &mut *(&mut peer.0 as *mut _ as *mut libc::sockaddr_in) };
+        sin.sin_family = libc::AF_INET as libc::sa_family_t;
+        sin.sin_addr.s_addr = u32::from(Ipv4Addr::new(127, 0, 0, 1)).to_be();
+        assert_eq!(peer_ip(&peer), Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        peer.0.ss_family = libc::AF_UNIX as libc::sa_family_t;
+        assert_eq!(peer_ip(&peer), None);
+    }
+}
