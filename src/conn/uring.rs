@@ -182,7 +182,7 @@ impl Worker {
     /// Carries out the state machine's steps until one needs a completion or a deadline.
     fn drive(&mut self, idx: u32) {
         loop {
-            let stopping = Stop.is_set();
+            let stopping = Stop.closes_idle();
             let paused = self.accept_paused();
             let s = &mut self.slots[idx as usize];
             match s.conn.poll(&self.limits.rules, self.now, &s.buf, stopping) {
@@ -663,7 +663,7 @@ impl Worker {
         }
         match s
             .conn
-            .poll(&self.limits.rules, self.now, bytes, Stop.is_set())
+            .poll(&self.limits.rules, self.now, bytes, Stop.closes_idle())
         {
             Step::Request(req, used) => {
                 s.buf.extend_from_slice(&bytes[used..]);

@@ -221,7 +221,7 @@ impl Worker {
         match t.op {
             Op::Ignore => {}
             Op::Accept => self.on_accept(res, more),
-            Op::Signal => self.begin_shutdown(),
+            Op::Signal => self.begin_shutdown(self.signalled_upgrade()),
             op => {
                 let live = self
                     .slots
@@ -295,12 +295,10 @@ impl Worker {
             }
             return;
         }
+        // A connection the kernel accepted for this worker (a multishot accept may complete
+        // after shutdown began) is served like any other: closing it unanswered would drop a
+        // request the client has already sent.
         let fd = res as u32;
-        if Stop.is_set() {
-            let e = opcode::Close::new(types::Fixed(fd)).build().user_data(0);
-            // SAFETY: no buffer.
-            return unsafe { self.push(e) };
-        }
         let peer = if self.log_peers {
             peer_ip(&self.peer)
         } else {
@@ -390,14 +388,27 @@ impl Worker {
         unsafe { self.push(e) };
     }
 
+    /// Whether the signal just read is SIGUSR2: this worker's master was replaced (see
+    /// `upgrade`), so drain rather than stop.
+    fn signalled_upgrade(&self) -> bool {
+        // SAFETY: the buffer holds the signalfd_siginfo the completed read filled in.
+        let info = unsafe { &*(self.siginfo.as_ptr() as *const libc::signalfd_siginfo) };
+        info.ssi_signo == libc::SIGUSR2 as u32
+    }
+
     /// SIGTERM/SIGINT: stop accepting, let idle connections take a last look and close, and
-    /// give the rest the grace period.
-    fn begin_shutdown(&mut self) {
+    /// give the rest the grace period. SIGUSR2 (`drain`): the same, but an idle keep-alive
+    /// connection is kept until its next request, answered with `Connection: close`.
+    fn begin_shutdown(&mut self, drain: bool) {
         if self.drain_until.is_some() {
             return;
         }
         tracing::info!("stopping, grace {:?}", self.grace);
-        Stop.trigger();
+        if drain {
+            Stop.drain();
+        } else {
+            Stop.trigger();
+        }
         self.drain_until = Some(self.now + self.grace);
         self.pause_accept();
         self.accept = Accept::Stopped;
