@@ -45,6 +45,18 @@ pub fn arch_names() -> Vec<&'static str> {
         .collect()
 }
 
+/// Runs `test` once per registered architecture that serves HTTPS (the others refuse
+/// `--tls-cert` at start-up).
+pub fn for_each_tls_arch(test: impl Fn(&str)) {
+    for_each_arch(|arch| {
+        if archserve::arch::find(arch).is_some_and(|a| a.serves_tls) {
+            test(arch)
+        } else {
+            eprintln!("skipping architecture {arch}: it does not serve HTTPS");
+        }
+    })
+}
+
 /// Runs `test` once per registered architecture; a failure names the architecture.
 pub fn for_each_arch(test: impl Fn(&str)) {
     let names = arch_names();
