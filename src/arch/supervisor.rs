@@ -104,7 +104,13 @@ pub fn run(server: Server, worker: WorkerFn) -> io::Result<()> {
 
     tracing::info!("{signal:?}: stopping workers, grace {:?}", config.grace);
     drop(master); // close our listener copy: once the workers exit, the port is free
-                  // SIGUSR2 tells the workers to drain (their master was replaced), the others to stop.
+    stop_workers(&mut slots, signal, config.grace, &waited);
+    Ok(())
+}
+
+/// Tells every worker to stop (SIGTERM) or, after an upgrade (`signal` SIGUSR2), to drain, and
+/// reaps them; those still running after the grace period are killed.
+fn stop_workers(slots: &mut [Slot], signal: Signal, grace: Duration, waited: &SigSet) {
     let told = if signal == Signal::SIGUSR2 {
         Signal::SIGUSR2
     } else {
@@ -114,22 +120,21 @@ pub fn run(server: Server, worker: WorkerFn) -> io::Result<()> {
         let _ = kill(pid, told);
     }
     // Workers get the grace period, plus a little for their own exit.
-    let deadline = Instant::now() + config.grace + Duration::from_millis(500);
+    let deadline = Instant::now() + grace + Duration::from_millis(500);
     while slots.iter().any(|s| s.pid.is_some()) {
-        reap(&mut slots, true);
+        reap(slots, true);
         if Instant::now() >= deadline {
             for pid in slots.iter().filter_map(|s| s.pid) {
                 tracing::warn!("worker {pid} still running after the grace period; killing it");
                 let _ = kill(pid, Signal::SIGKILL);
             }
             while slots.iter().any(|s| s.pid.is_some()) {
-                reap_blocking(&mut slots);
+                reap_blocking(slots);
             }
             break;
         }
-        let _ = wait_signal(&waited, Duration::from_millis(20));
+        let _ = wait_signal(waited, Duration::from_millis(20));
     }
-    Ok(())
 }
 
 struct Master<'a> {
