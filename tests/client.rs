@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -113,12 +113,20 @@ fn n(v: &Value, path: &str) -> u64 {
         .unwrap_or_else(|| panic!("{path} missing in {v}"))
 }
 
-/// Checks that every request ended exactly once, and returns the count of each error kind.
-fn errors(report: &Value) -> [u64; 5] {
-    let kinds = ["connect", "timeout", "reset", "closed", "bad_response"];
+/// Checks that every request ended exactly once (unrequested bytes, counted in bad_response,
+/// end none), and returns the count of each error kind.
+fn errors(report: &Value) -> [u64; 6] {
+    let kinds = [
+        "connect",
+        "timeout",
+        "reset",
+        "closed",
+        "bad_response",
+        "unexpected_status",
+    ];
     let e = kinds.map(|k| n(report, &format!("/errors/{k}")));
     assert_eq!(
-        n(report, "/requests"),
+        n(report, "/requests") + n(report, "/unrequested"),
         n(report, "/responses") + e.iter().sum::<u64>(),
         "{report}"
     );
@@ -140,7 +148,16 @@ enum Misbehave {
     Chunked,
     /// Answers [`KEPT`] requests in full on a kept-alive connection, then cuts it short.
     KeepThenCut(Cut),
+    /// Answers every request on a kept-alive connection, the statuses of [`STATUSES`] in turn
+    /// (over all connections).
+    Statuses,
+    /// Answers every request on a kept-alive connection; on the first connection, once the
+    /// client has read the first response, sends one byte more that nothing asked for.
+    StrayByte,
 }
+
+/// The statuses [`Misbehave::Statuses`] answers with, in turn.
+const STATUSES: [&str; 3] = ["200 OK", "404 Not Found", "503 Service Unavailable"];
 
 /// How a [`Misbehave::KeepThenCut`] connection ends. The cut is corked so that its bytes and the
 /// FIN arrive in one segment (one readiness edge): the case a client that does not read up to
@@ -175,12 +192,13 @@ impl BadServer {
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
             let mut held = Vec::new();
+            let served = Arc::new(AtomicUsize::new(0));
             while !flag.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((s, _)) => {
                         s.set_nonblocking(false).unwrap();
                         s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-                        if let Some(s) = misbehave(s, how) {
+                        if let Some(s) = misbehave(s, how, &served) {
                             held.push(s);
                         }
                     }
@@ -222,8 +240,9 @@ fn read_head(s: &mut TcpStream) -> bool {
     true
 }
 
-/// Serves one connection the bad way; returns it when it must be kept open.
-fn misbehave(mut s: TcpStream, how: Misbehave) -> Option<TcpStream> {
+/// Serves one connection the bad way; returns it when it must be kept open. `served` counts
+/// the connections accepted before this one.
+fn misbehave(mut s: TcpStream, how: Misbehave, served: &Arc<AtomicUsize>) -> Option<TcpStream> {
     match how {
         Misbehave::Stall => return Some(s),
         Misbehave::Garbage => {
@@ -251,8 +270,72 @@ fn misbehave(mut s: TcpStream, how: Misbehave) -> Option<TcpStream> {
         Misbehave::KeepThenCut(cut) => {
             std::thread::spawn(move || keep_then_cut(s, cut));
         }
+        Misbehave::Statuses => {
+            let served = Arc::clone(served);
+            std::thread::spawn(move || {
+                while read_head(&mut s) {
+                    let k = served.fetch_add(1, Ordering::Relaxed);
+                    let status = STATUSES[k % STATUSES.len()];
+                    let reply = format!("HTTP/1.1 {status}\r\nContent-Length: 2\r\n\r\nok");
+                    if s.write_all(reply.as_bytes()).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Misbehave::StrayByte => {
+            let first = served.fetch_add(1, Ordering::Relaxed) == 0;
+            std::thread::spawn(move || {
+                let mut stray = first;
+                while read_head(&mut s) {
+                    if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                        .is_err()
+                    {
+                        break;
+                    }
+                    if std::mem::take(&mut stray) {
+                        wait_until_read(&s);
+                        let _ = s.write_all(b"X");
+                    }
+                }
+            });
+        }
     }
     None
+}
+
+/// Waits until everything written on `s` (a loopback connection) has been acknowledged by the
+/// peer's kernel and read by the peer's program: /proc/net/tcp shows the send queue of our end
+/// and the receive queue of the other. So a byte written next arrives on its own.
+fn wait_until_read(s: &TcpStream) {
+    let ours = s.local_addr().unwrap().port();
+    let theirs = s.peer_addr().unwrap().port();
+    // `sl local rem st tx_queue:rx_queue ...`, addresses as HEX_IP:HEX_PORT.
+    let queue = |table: &str, local: u16, remote: u16, tx: bool| {
+        table.lines().skip(1).find_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let port = |a: &str| u16::from_str_radix(a.rsplit(':').next()?, 16).ok();
+            if port(f.get(1)?)? != local || port(f.get(2)?)? != remote {
+                return None;
+            }
+            let (t, r) = f.get(4)?.split_once(':')?;
+            u64::from_str_radix(if tx { t } else { r }, 16).ok()
+        })
+    };
+    let start = Instant::now();
+    loop {
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+        let unacked = queue(&table, ours, theirs, true);
+        let unread = queue(&table, theirs, ours, false);
+        if unacked == Some(0) && unread == Some(0) {
+            return;
+        }
+        assert!(
+            start.elapsed() < RUN_LIMIT,
+            "the client never read the response"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 fn keep_then_cut(mut s: TcpStream, cut: Cut) {
@@ -345,7 +428,7 @@ fn n_requests_give_exactly_n_outcomes() {
         assert_eq!(n(&r, "/requests"), want, "{args:?}: {r}");
         assert_eq!(n(&r, "/responses"), want, "{args:?}: {r}");
         assert_eq!(n(&r, "/status/200"), want, "{args:?}: {r}");
-        assert_eq!(errors(&r), [0; 5], "{args:?}: {r}");
+        assert_eq!(errors(&r), [0; 6], "{args:?}: {r}");
         assert!(n(&r, "/latency_us/p50") > 0, "{r}");
         if args.contains(&"--no-keepalive") {
             assert_eq!(n(&r, "/connects"), want, "one connection per request: {r}");
@@ -422,7 +505,7 @@ fn closed_port() -> u16 {
 fn refused_connections_are_connect_errors() {
     let url = format!("http://127.0.0.1:{}/", closed_port());
     let (r, code) = load_json(&["-c", "2", "-n", "10", &url]);
-    assert_eq!(errors(&r), [10, 0, 0, 0, 0], "{r}");
+    assert_eq!(errors(&r), [10, 0, 0, 0, 0, 0], "{r}");
     assert_eq!(n(&r, "/responses"), 0);
     assert_eq!(code, 1, "no valid response is a failure");
 }
@@ -473,7 +556,7 @@ fn a_connection_cut_short_is_closed_not_a_timeout() {
 fn a_stalling_server_costs_timeouts_not_a_hang() {
     let bad = BadServer::start(Misbehave::Stall);
     let (r, _) = load_json(&["-c", "2", "-n", "4", "--timeout", "0.3", &bad.url()]);
-    assert_eq!(errors(&r), [0, 4, 0, 0, 0], "{r}");
+    assert_eq!(errors(&r), [0, 4, 0, 0, 0, 0], "{r}");
     // A duration run ends too, though nothing ever completes.
     let (r, _) = load_json(&["-c", "2", "-d", "0.2", "--timeout", "0.3", &bad.url()]);
     assert_eq!(errors(&r)[1], n(&r, "/requests"), "{r}");
@@ -526,7 +609,7 @@ fn a_duration_run_ends_and_counts() {
     let (r, code) = load_json(&["-c", "2", "-d", "0.3", &server.url("/")]);
     assert_eq!(code, 0);
     assert!(n(&r, "/responses") > 0, "{r}");
-    assert_eq!(errors(&r), [0; 5], "{r}");
+    assert_eq!(errors(&r), [0; 6], "{r}");
 }
 
 #[test]
@@ -644,4 +727,83 @@ fn send_failures_are_one_line_and_non_zero() {
             "{want}: {err}"
         );
     }
+}
+
+#[test]
+fn non_2xx_statuses_have_their_own_line_and_may_be_errors() {
+    let bad = BadServer::start(Misbehave::Statuses);
+    // One keep-alive connection: 9 requests, 3 of each status; any status is a response.
+    let (r, code) = load_json(&["-c", "1", "-n", "9", &bad.url()]);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(errors(&r), [0; 6], "{r}");
+    assert_eq!(n(&r, "/responses"), 9, "{r}");
+    assert_eq!(n(&r, "/non_2xx"), 6, "{r}");
+    assert_eq!(
+        (
+            n(&r, "/status/200"),
+            n(&r, "/status/404"),
+            n(&r, "/status/503")
+        ),
+        (3, 3, 3),
+        "{r}"
+    );
+    // Only 200 expected: the others are errors, and the run fails after its report.
+    let out = archserve(&[
+        "load",
+        "-c",
+        "1",
+        "-n",
+        "9",
+        "--expect-status",
+        "200",
+        &bad.url(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    for want in [
+        "9 finished",
+        "3 responses, 6 errors",
+        "status      200: 3, 404: 3, 503: 3",
+        "non-2xx     6 (404: 3, 503: 3)",
+        "bad_response 0, unexpected_status 6",
+        "expected    status 200:",
+    ] {
+        assert!(text.contains(want), "{want:?} missing in\n{text}");
+    }
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: 6 of 9 requests"), "{err}");
+    // Every status expected, as a list and repeated: a clean run again.
+    let (r, code) = load_json(&[
+        "-c",
+        "1",
+        "-n",
+        "9",
+        "--expect-status",
+        "200,404",
+        "--expect-status",
+        "503",
+        &bad.url(),
+    ]);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(errors(&r), [0; 6], "{r}");
+    assert_eq!(r["expect_status"], serde_json::json!([200, 404, 503]));
+    // A status that is not one: exit 2 from the option parser.
+    let out = archserve(&["load", "--expect-status", "2000", &bad.url()]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+#[test]
+fn unrequested_bytes_on_an_idle_connection_are_bad_responses() {
+    let bad = BadServer::start(Misbehave::StrayByte);
+    // Open loop at 1 request/s: between the two requests the connection is idle for a second,
+    // and the stray byte arrives then (the server sends it once the client has read the first
+    // response). The client drops that connection and sends the second request on a new one.
+    let (r, code) = load_json(&["-c", "1", "--rate", "1", "-n", "2", &bad.url()]);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(n(&r, "/requests"), 2, "{r}");
+    assert_eq!(n(&r, "/responses"), 2, "{r}");
+    assert_eq!(n(&r, "/unrequested"), 1, "{r}");
+    assert_eq!(errors(&r), [0, 0, 0, 0, 1, 0], "{r}");
+    assert_eq!(n(&r, "/connects"), 2, "{r}");
 }

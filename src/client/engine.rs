@@ -122,8 +122,21 @@ impl Progress {
     }
 }
 
-/// Runs the plan to its end and returns the merged counts.
+/// Runs the plan to its end and returns the merged counts; every valid response counts, whatever
+/// its status.
 pub fn run(plan: &Plan, progress: &Progress, log: Option<Sender<Outcome>>) -> io::Result<Stats> {
+    run_expecting(plan, &[], progress, log)
+}
+
+/// [`run`], counting a valid response whose status is not in `expect` (when not empty) as an
+/// [`ErrorKind::UnexpectedStatus`] error instead of a response. The outcomes sent to `log` keep
+/// the status as received.
+pub fn run_expecting(
+    plan: &Plan,
+    expect: &[u16],
+    progress: &Progress,
+    log: Option<Sender<Outcome>>,
+) -> io::Result<Stats> {
     let threads = plan.threads.clamp(1, plan.connections.max(1));
     raise_fd_limit(plan.connections as u64 + 64);
     let pool = AtomicU64::new(match plan.limit {
@@ -137,7 +150,11 @@ pub fn run(plan: &Plan, progress: &Progress, log: Option<Sender<Outcome>>) -> io
                 let log = log.clone();
                 let slot = &progress.slots[k % progress.slots.len().max(1)].0;
                 let pool = &pool;
-                scope.spawn(move || Worker::new(plan, k, threads, t0, slot, pool, log)?.run())
+                scope.spawn(move || {
+                    let mut w = Worker::new(plan, k, threads, t0, slot, pool, log)?;
+                    w.expect = expect;
+                    w.run()
+                })
             })
             .collect();
         handles
@@ -268,6 +285,8 @@ impl Timer {
 
 struct Worker<'a> {
     plan: &'a Plan,
+    /// Statuses that count as responses (empty: all); see [`run_expecting`].
+    expect: &'a [u16],
     poll: Poll,
     conns: Vec<Conn>,
     stats: Stats,
@@ -302,6 +321,7 @@ impl<'a> Worker<'a> {
         let conns = share(plan.connections as u64, k, threads) as usize;
         let mut w = Worker {
             plan,
+            expect: &[],
             poll: Poll::new()?,
             conns: (0..conns)
                 .map(|_| Conn {
@@ -613,7 +633,9 @@ impl<'a> Worker<'a> {
     }
 
     /// Readiness on a connection with no request: the server closed it (idle timeout) or sent
-    /// something unasked. Either way it cannot carry the next request.
+    /// something unasked. Either way it cannot carry the next request. Unasked bytes are a
+    /// server fault a tester wants to see (a response to nothing, a stray byte after a
+    /// response that was read before it arrived): counted in [`Stats::unrequested`].
     fn idle_event(&mut self, i: usize) {
         let c = &mut self.conns[i];
         if let Some(mut s) = c.stream.take() {
@@ -621,6 +643,7 @@ impl<'a> Worker<'a> {
             if let Ok(n) = s.read(&mut probe) {
                 if n > 0 {
                     self.stats.bytes += n as u64;
+                    self.stats.unrequested += 1;
                 }
             }
         }
@@ -662,7 +685,10 @@ impl<'a> Worker<'a> {
 
     fn outcome(&mut self, result: Result<u16, ErrorKind>, latency: Duration) {
         match result {
-            Ok(status) => self.stats.response(status, latency),
+            Ok(status) if self.expect.is_empty() || self.expect.contains(&status) => {
+                self.stats.response(status, latency)
+            }
+            Ok(status) => self.stats.unexpected(status),
             Err(kind) => self.stats.error(kind),
         }
         self.progress

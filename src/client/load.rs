@@ -37,10 +37,14 @@ Seed face (the seed's test_my_server, same output):
   `Total time taken X ms`. `./test_my_server` at the repo root runs this.
 
 Errors are counted by kind: connect, timeout, reset, closed (the server closed before the
-response was complete), bad_response (invalid status line, headers or framing, or bytes beyond
-the response). Latency counts valid responses only, from the request's start (closed loop) or
-from its scheduled time (--rate: coordinated omission corrected, as wrk2 does).
-Exit status: 0 when at least one valid response arrived, 1 otherwise, 2 for bad options.
+response was complete), bad_response (invalid status line, headers or framing, bytes beyond
+the response, or bytes on an idle connection: those are also shown as `unrequested`, and end
+no request), unexpected_status (with --expect-status, a response of another status).
+Responses whose status is not 2xx have their own line (`non-2xx`, JSON `non_2xx`).
+Latency counts valid responses only, from the request's start (closed loop) or from its
+scheduled time (--rate: coordinated omission corrected, as wrk2 does).
+Exit status: 0 when at least one valid response arrived and, with --expect-status, no response
+had another status; 1 otherwise (after the report); 2 for bad options.
 
 Examples:
   archserve load -c 64 -n 400000 http://127.0.0.1:8080/index.html
@@ -82,6 +86,10 @@ struct GenCli {
     /// Extra request header "Name: value" (repeatable; a Host given here replaces ours).
     #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
     headers: Vec<(String, String)>,
+    /// Statuses that count as responses (repeatable, or a comma list); any other status is an
+    /// `unexpected_status` error, and the exit status is then 1.
+    #[arg(long, value_name = "STATUS[,STATUS]", value_delimiter = ',', value_parser = status)]
+    expect_status: Vec<u16>,
     /// Seconds one request may take, from its (scheduled) start to its last byte.
     #[arg(long, default_value = "10", value_parser = super::seconds)]
     timeout: Duration,
@@ -99,6 +107,13 @@ fn rate(s: &str) -> Result<f64, String> {
         _ => Err(format!(
             "`{s}` is not a rate in (0, 1e8] requests per second"
         )),
+    }
+}
+
+fn status(s: &str) -> Result<u16, String> {
+    match s.trim().parse::<u16>() {
+        Ok(code) if (100..=599).contains(&code) => Ok(code),
+        _ => Err(format!("`{s}` is not an HTTP status (100-599)")),
     }
 }
 
@@ -170,8 +185,8 @@ fn generate(cli: GenCli) -> anyhow::Result<i32> {
         timeout: cli.timeout,
     };
     let show_bar = !cli.quiet && std::io::stderr().is_terminal();
-    let stats = run_with_progress(&plan, show_bar)?;
-    let report = Report::new(&plan, &target.url(), &stats);
+    let stats = run_with_progress(&plan, &cli.expect_status, show_bar)?;
+    let report = Report::new(&plan, &target.url(), &stats, &cli.expect_status);
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -184,14 +199,27 @@ fn generate(cli: GenCli) -> anyhow::Result<i32> {
             report.error_total()
         );
     }
+    if report.unexpected() > 0 {
+        let expected: Vec<String> = cli.expect_status.iter().map(u16::to_string).collect();
+        bail!(
+            "{} of {} requests answered with a status other than {}",
+            report.unexpected(),
+            report.requests,
+            expected.join(", ")
+        );
+    }
     Ok(0)
 }
 
 /// Runs the engine on its own threads while this one draws the progress bar (if wanted).
-fn run_with_progress(plan: &Plan, show_bar: bool) -> anyhow::Result<super::stats::Stats> {
+fn run_with_progress(
+    plan: &Plan,
+    expect: &[u16],
+    show_bar: bool,
+) -> anyhow::Result<super::stats::Stats> {
     let progress = Progress::new(plan.threads);
     let stats = std::thread::scope(|scope| {
-        let engine = scope.spawn(|| engine::run(plan, &progress, None));
+        let engine = scope.spawn(|| engine::run_expecting(plan, expect, &progress, None));
         if show_bar {
             let bar = progress_bar(plan);
             let start = std::time::Instant::now();
@@ -263,7 +291,13 @@ mod tests {
         assert_eq!(c.rate, Some(100.0));
         assert!(c.no_keepalive);
         assert_eq!(c.target, ["h", "1", "/x"]);
+        assert!(c.expect_status.is_empty());
+        let c = gen("--expect-status 200,204 --expect-status 304 http://x/").unwrap();
+        assert_eq!(c.expect_status, [200, 204, 304]);
         for bad in [
+            "--expect-status 2000 http://x/",
+            "--expect-status ok http://x/",
+            "--expect-status 99 http://x/",
             "-n 5 -d 1 http://x/",
             "-c 0 http://x/",
             "--rate 0 http://x/",

@@ -29,14 +29,23 @@ pub struct Report {
     pub keep_alive: bool,
     /// Requested open-loop rate (requests/s), if any.
     pub rate: Option<f64>,
-    /// Requests that ended: `responses` plus every error.
+    /// Requests that ended: `responses` plus the errors that ended a request (every error but
+    /// the `unrequested` part of `bad_response`).
     pub requests: u64,
-    /// Valid responses, whatever their status.
+    /// Valid responses (of an expected status, when `expect_status` is set).
     pub responses: u64,
-    /// Errors by kind (every kind present, zeros included).
+    /// Errors by kind (every kind present, zeros included). `bad_response` includes
+    /// `unrequested`; `unexpected_status` counts valid responses whose status is not in
+    /// `expect_status`.
     pub errors: BTreeMap<String, u64>,
-    /// Valid responses by status code.
+    /// Connections on which bytes arrived with no request in flight (also in `bad_response`).
+    pub unrequested: u64,
+    /// Valid responses by status code, unexpected ones included.
     pub status: BTreeMap<String, u64>,
+    /// Valid responses whose status is not 2xx (the sum of `status` outside 200-299).
+    pub non_2xx: u64,
+    /// The statuses `--expect-status` accepts; empty: every status is a response.
+    pub expect_status: Vec<u16>,
     /// From the start to the last request's end.
     pub elapsed_s: f64,
     /// Valid responses per second.
@@ -53,7 +62,7 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn new(plan: &Plan, url: &str, stats: &Stats) -> Report {
+    pub fn new(plan: &Plan, url: &str, stats: &Stats, expect_status: &[u16]) -> Report {
         let h = &stats.latency;
         let secs = stats.elapsed.as_secs_f64().max(1e-9);
         let q = |p: f64| {
@@ -85,9 +94,23 @@ impl Report {
             responses: stats.responses,
             errors: ErrorKind::ALL
                 .iter()
-                .map(|&k| (k.name().to_string(), stats.errors(k)))
+                .map(|&k| {
+                    let extra = if k == ErrorKind::BadResponse {
+                        stats.unrequested
+                    } else {
+                        0
+                    };
+                    (k.name().to_string(), stats.errors(k) + extra)
+                })
                 .collect(),
+            unrequested: stats.unrequested,
             status: stats.statuses().map(|(s, n)| (s.to_string(), n)).collect(),
+            non_2xx: stats
+                .statuses()
+                .filter(|(s, _)| !(200..300).contains(s))
+                .map(|(_, n)| n)
+                .sum(),
+            expect_status: expect_status.to_vec(),
             elapsed_s: secs,
             requests_per_s: stats.responses as f64 / secs,
             bytes: stats.bytes,
@@ -98,8 +121,17 @@ impl Report {
         }
     }
 
+    /// Errors that ended a request (`unrequested` bytes ended none).
     pub fn error_total(&self) -> u64 {
-        self.errors.values().sum()
+        self.errors.values().sum::<u64>() - self.unrequested
+    }
+
+    /// Valid responses whose status `--expect-status` did not accept.
+    pub fn unexpected(&self) -> u64 {
+        self.errors
+            .get(ErrorKind::UnexpectedStatus.name())
+            .copied()
+            .unwrap_or(0)
     }
 
     /// The report for people.
@@ -173,11 +205,43 @@ impl Report {
                 status.join(", ")
             }
         );
+        let non_2xx: Vec<String> = self
+            .status
+            .iter()
+            .filter(|(s, _)| !s.starts_with('2'))
+            .map(|(s, n)| format!("{s}: {n}"))
+            .collect();
+        let _ = writeln!(
+            o,
+            "  non-2xx     {}{}",
+            self.non_2xx,
+            if non_2xx.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", non_2xx.join(", "))
+            }
+        );
         let errors: Vec<String> = ErrorKind::ALL
             .iter()
             .map(|k| format!("{} {}", k.name(), self.errors.get(k.name()).unwrap_or(&0)))
             .collect();
         let _ = writeln!(o, "  errors      {}", errors.join(", "));
+        if self.unrequested > 0 {
+            let _ = writeln!(
+                o,
+                "              bad_response includes {} unrequested (bytes on an idle \
+                 connection)",
+                self.unrequested
+            );
+        }
+        if !self.expect_status.is_empty() {
+            let expected: Vec<String> = self.expect_status.iter().map(u16::to_string).collect();
+            let _ = writeln!(
+                o,
+                "  expected    status {}: any other is an unexpected_status error",
+                expected.join(", ")
+            );
+        }
         let _ = writeln!(o, "  connections {} opened", self.connects);
         if let Some(expected) = self.littles_law_req_per_s {
             let _ = writeln!(
@@ -265,9 +329,10 @@ mod tests {
         s.error(ErrorKind::Closed);
         s.bytes = 2048;
         s.elapsed = Duration::from_secs(2);
-        let r = Report::new(&plan(), "http://127.0.0.1:1/", &s);
+        let r = Report::new(&plan(), "http://127.0.0.1:1/", &s, &[]);
         assert_eq!((r.requests, r.responses, r.error_total()), (3, 2, 1));
         assert_eq!(r.errors["closed"], 1);
+        assert_eq!(r.non_2xx, 0);
         assert_eq!(r.errors.len(), ErrorKind::ALL.len());
         assert_eq!(r.status["200"], 2);
         assert!((r.requests_per_s - 1.0).abs() < 1e-9);
@@ -279,13 +344,41 @@ mod tests {
         assert_eq!(serde_json::from_str::<Report>(&json).unwrap(), r);
         let text = r.human(&plan());
         assert!(text.contains("status      200: 2"), "{text}");
+        assert!(text.contains("non-2xx     0\n"), "{text}");
         assert!(text.contains("closed 1"), "{text}");
         assert!(text.contains("1.00 KiB/s"), "{text}");
     }
 
     #[test]
+    fn other_statuses_and_unrequested_bytes_have_their_own_lines() {
+        let mut s = Stats::new();
+        s.response(200, Duration::from_millis(1));
+        s.response(301, Duration::from_millis(1));
+        s.unexpected(404);
+        s.unexpected(404);
+        s.unrequested = 1;
+        s.error(ErrorKind::BadResponse);
+        s.elapsed = Duration::from_secs(1);
+        let r = Report::new(&plan(), "u", &s, &[200, 301]);
+        assert_eq!((r.requests, r.responses, r.error_total()), (5, 2, 3));
+        assert_eq!(r.non_2xx, 3);
+        assert_eq!(r.unexpected(), 2);
+        assert_eq!((r.errors["bad_response"], r.unrequested), (2, 1));
+        let text = r.human(&plan());
+        assert!(text.contains("non-2xx     3 (301: 1, 404: 2)\n"), "{text}");
+        assert!(
+            text.contains("bad_response 2, unexpected_status 2"),
+            "{text}"
+        );
+        assert!(text.contains("includes 1 unrequested"), "{text}");
+        assert!(text.contains("expected    status 200, 301:"), "{text}");
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<Report>(&json).unwrap(), r);
+    }
+
+    #[test]
     fn empty_run_reports_zeros() {
-        let r = Report::new(&plan(), "u", &Stats::new());
+        let r = Report::new(&plan(), "u", &Stats::new(), &[]);
         assert_eq!(r.latency_us.p99, 0);
         assert_eq!(r.littles_law_req_per_s, None);
         assert!(r.human(&plan()).contains("status      none"));

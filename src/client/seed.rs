@@ -119,6 +119,7 @@ fn describe(kind: ErrorKind) -> &'static str {
         ErrorKind::Reset => "connection reset",
         ErrorKind::Closed => "connection closed before the response was complete",
         ErrorKind::BadResponse => "invalid HTTP response",
+        ErrorKind::UnexpectedStatus => "unexpected status",
     }
 }
 

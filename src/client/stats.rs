@@ -27,15 +27,18 @@ pub enum ErrorKind {
     /// The bytes were not a valid HTTP/1.1 response (status line, headers, framing), or more
     /// bytes arrived than the response framed.
     BadResponse,
+    /// A valid response whose status is not one of `--expect-status` (never counted without it).
+    UnexpectedStatus,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 5] = [
+    pub const ALL: [ErrorKind; 6] = [
         ErrorKind::Connect,
         ErrorKind::Timeout,
         ErrorKind::Reset,
         ErrorKind::Closed,
         ErrorKind::BadResponse,
+        ErrorKind::UnexpectedStatus,
     ];
 
     /// Stable name, used in the report and the JSON keys.
@@ -46,6 +49,7 @@ impl ErrorKind {
             ErrorKind::Reset => "reset",
             ErrorKind::Closed => "closed",
             ErrorKind::BadResponse => "bad_response",
+            ErrorKind::UnexpectedStatus => "unexpected_status",
         }
     }
 
@@ -65,6 +69,10 @@ pub struct Stats {
     pub bytes: u64,
     /// Valid responses.
     pub responses: u64,
+    /// Connections on which bytes arrived while no request was in flight (the connection is
+    /// then dropped). Not tied to a request, so not among the errors that end one; the report
+    /// counts them under `bad_response`.
+    pub unrequested: u64,
     /// TCP connections opened (attempted).
     pub connects: u64,
     /// From the common start to this thread's last completion.
@@ -86,6 +94,7 @@ impl Stats {
             errors: [0; ErrorKind::ALL.len()],
             bytes: 0,
             responses: 0,
+            unrequested: 0,
             connects: 0,
             elapsed: Duration::ZERO,
         }
@@ -100,6 +109,15 @@ impl Stats {
             *slot += 1;
         }
         self.responses += 1;
+    }
+
+    /// A valid response with a status the run does not accept: counted under its status and as
+    /// an [`ErrorKind::UnexpectedStatus`] error, not as a response (no latency).
+    pub fn unexpected(&mut self, status: u16) {
+        if let Some(slot) = self.statuses.get_mut(status as usize) {
+            *slot += 1;
+        }
+        self.error(ErrorKind::UnexpectedStatus);
     }
 
     pub fn error(&mut self, kind: ErrorKind) {
@@ -119,7 +137,8 @@ impl Stats {
         self.responses + self.total_errors()
     }
 
-    /// (status, count) for every status seen, in ascending order.
+    /// (status, count) for every status seen (responses and unexpected statuses), in ascending
+    /// order.
     pub fn statuses(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
         self.statuses
             .iter()
@@ -140,6 +159,7 @@ impl Stats {
         }
         self.bytes += other.bytes;
         self.responses += other.responses;
+        self.unrequested += other.unrequested;
         self.connects += other.connects;
         self.elapsed = self.elapsed.max(other.elapsed);
     }
@@ -161,15 +181,23 @@ mod tests {
         b.response(200, Duration::from_nanos(10)); // below 1 µs: recorded as 1 µs
         b.error(ErrorKind::Reset);
         b.error(ErrorKind::Reset);
+        b.unexpected(503);
+        b.unrequested = 2;
         b.bytes = 5;
         b.connects = 3;
         b.elapsed = Duration::from_secs(2);
         a.merge(&b);
         assert_eq!(a.responses, 3);
-        assert_eq!(a.finished(), 6);
+        // Unrequested bytes end no request.
+        assert_eq!(a.finished(), 7);
+        assert_eq!(a.unrequested, 2);
         assert_eq!(a.errors(ErrorKind::Reset), 2);
         assert_eq!(a.errors(ErrorKind::Timeout), 1);
-        assert_eq!(a.statuses().collect::<Vec<_>>(), vec![(200, 2), (404, 1)]);
+        assert_eq!(a.errors(ErrorKind::UnexpectedStatus), 1);
+        assert_eq!(
+            a.statuses().collect::<Vec<_>>(),
+            vec![(200, 2), (404, 1), (503, 1)]
+        );
         assert_eq!(a.latency.len(), 3);
         assert_eq!(a.latency.min(), 1);
         assert!(a.latency.max() >= 1999);
@@ -182,7 +210,14 @@ mod tests {
         let names: Vec<_> = ErrorKind::ALL.iter().map(|k| k.name()).collect();
         assert_eq!(
             names,
-            ["connect", "timeout", "reset", "closed", "bad_response"]
+            [
+                "connect",
+                "timeout",
+                "reset",
+                "closed",
+                "bad_response",
+                "unexpected_status"
+            ]
         );
     }
 }
