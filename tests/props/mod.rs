@@ -55,18 +55,14 @@ fn prefix_lengths(len: usize, near: Option<usize>) -> Vec<usize> {
     ks
 }
 
-/// What must hold of one buffer fed to `parse`:
+/// What must hold of one `parse` result on its own, without parsing again (the lean fuzz
+/// target checks only this, so it runs at the parser's speed):
 /// - errors carry a documented status;
-/// - `Complete(_, used)`: `0 < used <= len`, `used <= max_head`, the head alone parses the same,
-///   appending bytes changes nothing, every shorter prefix is `Partial`;
 /// - `Partial`: the buffer is within `max_head` (else a client could grow it without bound);
-/// - `Err(e)`: appending bytes keeps the same status, and every prefix is `Partial` or an error
-///   with the same status (the answer must not depend on how TCP split the bytes).
-///
-/// Returns the whole buffer's result.
-pub fn check_parse(buf: &[u8], limits: &Limits) -> Result<Parsed, ParseError> {
-    let whole = parse(buf, limits);
-    match &whole {
+/// - `Complete(_, used)`: `0 < used <= len`, `used <= max_head`, a non-empty method, a target of
+///   visible ASCII only, and an HTTP/1.0 request kept alive only if its head asked for it.
+pub fn check_result(buf: &[u8], limits: &Limits, result: &Result<Parsed, ParseError>) {
+    match result {
         Err(e) => assert!(
             STATUSES.contains(&e.status()),
             "undocumented status {} for {}",
@@ -112,13 +108,34 @@ pub fn check_parse(buf: &[u8], limits: &Limits) -> Result<Parsed, ParseError> {
                     show(buf)
                 );
             }
-            assert_eq!(
-                parse(&buf[..used], limits),
-                whole,
-                "the head alone parses differently: {}",
-                show(buf)
-            );
         }
+    }
+}
+
+/// One `parse` of `buf` checked with [`check_result`]: what the lean fuzz target runs per input.
+pub fn check_parse_once(buf: &[u8], limits: &Limits) -> Result<Parsed, ParseError> {
+    let whole = parse(buf, limits);
+    check_result(buf, limits, &whole);
+    whole
+}
+
+/// What must hold of one buffer fed to `parse`:
+/// - everything [`check_result`] checks;
+/// - `Complete(_, used)`: the head alone parses the same, appending bytes changes nothing, every
+///   shorter prefix is `Partial`;
+/// - `Err(e)`: appending bytes keeps the same status, and every prefix is `Partial` or an error
+///   with the same status (the answer must not depend on how TCP split the bytes).
+///
+/// Returns the whole buffer's result.
+pub fn check_parse(buf: &[u8], limits: &Limits) -> Result<Parsed, ParseError> {
+    let whole = check_parse_once(buf, limits);
+    if let Ok(Parsed::Complete(_, used)) = &whole {
+        assert_eq!(
+            parse(&buf[..*used], limits),
+            whole,
+            "the head alone parses differently: {}",
+            show(buf)
+        );
     }
 
     // Appending bytes never changes a decided result.
@@ -189,10 +206,25 @@ pub fn check_parse(buf: &[u8], limits: &Limits) -> Result<Parsed, ParseError> {
 
 /// Walks a pipelined stream the way the connection loops do (parse a head, skip its body, parse
 /// the next) and checks every head with [`check_parse`]. Returns how many heads were complete.
-pub fn check_stream(mut buf: &[u8], limits: &Limits, max_requests: usize) -> usize {
+pub fn check_stream(buf: &[u8], limits: &Limits, max_requests: usize) -> usize {
+    walk_stream(buf, limits, max_requests, check_parse)
+}
+
+/// [`check_stream`] with only [`check_parse_once`] per head: each byte is parsed about once, so
+/// this runs at the parser's speed (the lean fuzz target).
+pub fn check_stream_once(buf: &[u8], limits: &Limits, max_requests: usize) -> usize {
+    walk_stream(buf, limits, max_requests, check_parse_once)
+}
+
+fn walk_stream(
+    mut buf: &[u8],
+    limits: &Limits,
+    max_requests: usize,
+    check: fn(&[u8], &Limits) -> Result<Parsed, ParseError>,
+) -> usize {
     let mut n = 0;
     while n < max_requests {
-        match check_parse(buf, limits) {
+        match check(buf, limits) {
             Ok(Parsed::Complete(req, used)) => {
                 n += 1;
                 buf = &buf[used..];
