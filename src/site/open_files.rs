@@ -20,8 +20,15 @@
 //!   rename of the file or of any directory on its path, an entry created in one of them)
 //!   queues an inotify event before that system call returns, any event makes every entry
 //!   watch its path again as it is now and `statx` again, and the queue is looked at after the
-//!   request was read. Paths through a
-//!   symlink are not watched (the target's directories are elsewhere): they always `statx`.
+//!   request was read.
+//! - Only paths that pass no symlink are cached, and an entry is used only while its watches
+//!   stand for its paths as they are now. `statx` follows symlinks without `RESOLVE_BENEATH`:
+//!   were a directory of the path moved out of the root and a symlink to it put in its place
+//!   (or a symlink on the path retargeted to where the file went), it would find the same inode
+//!   there and serve a file outside the root. Whatever put a symlink on the path re-arms the
+//!   watches, which then cannot be set (see [`Watcher::watch_entry`]), and the entry is
+//!   dropped; while another thread is reading events away (one may be that change) a lookup is
+//!   a miss.
 //!   What inotify cannot see (writes through a shared `mmap`, changes by another NFS client, a
 //!   mount over a directory of the path) is seen within a second.
 //!
@@ -250,7 +257,7 @@ struct Entry {
     fds: usize,
     /// The inotify watches on the files and on every directory of their path (see
     /// [`Watcher`]); `None` when they could not all be set (or a path passes a symlink): then
-    /// every use `statx`es.
+    /// the entry is not kept.
     watches: Option<Box<[i32]>>,
     /// The watcher's change count read just before the watches were placed: while it is still
     /// the count, nothing on the path has changed since. `None`: place them again first.
@@ -521,6 +528,14 @@ pub fn lookup(
         let entry = map.get_mut(rel)?;
         let now = coarse_now();
         let armed = entry.arm(root);
+        if entry.watches.is_none() {
+            // A path passes a symlink now, or cannot be watched: open it afresh.
+            map.remove(rel);
+            return None;
+        }
+        if !armed {
+            return None;
+        }
         let trusted = armed && entry.confirmed.is_some_and(|when| now - when < TRUST_NS);
         if !trusted {
             if !entry.recheck(root) {
@@ -635,6 +650,9 @@ pub fn remember(root: &Root, site: u64, (rel, dir_form): (&str, bool), opened: O
     if let Some(w) = watcher() {
         entry.armed = w.changes();
         entry.watches = w.watch_entry(root, path, &entry.reps());
+    }
+    if entry.watches.is_none() {
+        return; // a path through a symlink, or no watches to be had: never cached
     }
     CACHE.with(|cache| {
         let mut cache = cache.borrow_mut();
@@ -970,18 +988,38 @@ mod tests {
     }
 
     #[test]
-    fn a_path_through_a_symlink_is_checked_every_time() {
+    fn a_path_through_a_symlink_is_not_cached() {
         let (dir, root, site) = setup();
         std::fs::create_dir(dir.path().join("real")).unwrap();
         std::fs::write(dir.path().join("real/c.txt"), "one").unwrap();
         std::os::unix::fs::symlink("real", dir.path().join("link")).unwrap();
         let (f, m) = open(&root, "link/c.txt");
         keep(&root, site, ("link/c.txt", false), "link/c.txt", &f, &m);
-        for _ in 0..3 {
-            let (hit, checked) = lookup_checked(&root, site, "link/c.txt");
-            assert!(hit.expect("cached").bytes.is_none());
-            assert!(checked);
-        }
+        assert!(lookup(&root, site, ("link/c.txt", false), identity).is_none());
+    }
+
+    #[test]
+    fn a_directory_moved_out_and_linked_back_is_a_miss() {
+        // Seen with the churn property (tests/props, `Churn`): `d/c` cached; `d` moved out of
+        // the root and a symlink `d -> ../outside/d` put in its place. A statx of `d/c` follows
+        // it to the same inode, which must not be served: opening `d/c` beneath the root fails.
+        let base = tempfile::tempdir().unwrap();
+        let (rootp, outside) = (base.path().join("root"), base.path().join("outside"));
+        std::fs::create_dir_all(rootp.join("d")).unwrap();
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(rootp.join("d/c"), "one").unwrap();
+        let root = Root::open_dir(&rootp).unwrap();
+        let site = NEXT_SITE.fetch_add(1, Ordering::Relaxed);
+        let (f, m) = open(&root, "d/c");
+        keep(&root, site, ("d/c", false), "d/c", &f, &m);
+        assert!(lookup(&root, site, ("d/c", false), identity).is_some());
+        std::fs::rename(rootp.join("d"), outside.join("d")).unwrap();
+        std::os::unix::fs::symlink("../outside/d", rootp.join("d")).unwrap();
+        assert!(
+            root.open("d/c").is_err(),
+            "the fixture: no longer beneath the root"
+        );
+        assert!(lookup(&root, site, ("d/c", false), identity).is_none());
     }
 
     #[test]
