@@ -445,3 +445,420 @@ pub fn check_range(header: &str, len: u64) -> Ranges {
     }
     r
 }
+
+// ---------------------------------------------------------------------------------------------
+// The open-file cache under file changes
+// ---------------------------------------------------------------------------------------------
+
+/// Paths in the churn fixture's root that operations act on: files, directories and symlinks
+/// can take each other's place at any of them.
+pub const CHURN_SLOTS: [&str; 8] = [
+    "a",
+    "d",
+    "d/c",
+    "d/index.html",
+    "e",
+    "e/c",
+    "l",
+    "index.html",
+];
+
+/// Request paths looked up (through the site, so through the cache's lookup/remember path).
+pub const CHURN_TARGETS: [&str; 14] = [
+    "/",
+    "/a",
+    "/a/",
+    "/d",
+    "/d/",
+    "/d/c",
+    "/e/",
+    "/e/c",
+    "/l",
+    "/l/",
+    "/l/c",
+    "/l/index.html",
+    "/index.html",
+    "/z/c",
+];
+
+/// Where symlinks point: inside the root (relative to the root, for a link at its top level),
+/// out of it, and nowhere.
+pub const CHURN_LINKS: [&str; 8] = [
+    "a",
+    "d",
+    "d/c",
+    "e",
+    "../outside/m",
+    "../outside",
+    "/etc",
+    "missing",
+];
+
+/// File lengths written: empty, small (kept in memory by the cache), at and past the in-memory
+/// limit, and larger.
+const CHURN_LENS: [usize; 8] = [0, 1, 5, 64, 4096, 4097, 9000, 3];
+
+/// One change to the fixture, or a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChurnOp {
+    /// GET of `CHURN_TARGETS[i]`, checked against the files as they are now.
+    Get(u8),
+    /// Overwrite in place (same inode, no truncation) with new bytes of the same length.
+    WriteSame(u8),
+    /// Truncate and write new bytes of `CHURN_LENS[len]`.
+    WriteOther(u8, u8),
+    /// Truncate to `CHURN_LENS[len]` bytes (or fewer bytes, whichever it had).
+    Truncate(u8, u8),
+    /// Write a new file beside it and rename it over (atomic replace).
+    RenameOver(u8, u8),
+    /// Delete, then create again with new bytes.
+    DeleteRecreate(u8, u8),
+    /// A file becomes a directory (holding `c` and `index.html`), a directory a file.
+    Swap(u8),
+    /// Replace whatever is there with a symlink to `CHURN_LINKS[to]`.
+    Symlink(u8, u8),
+    /// chmod: 0 or 0644 (the server runs as root here, so this changes metadata only).
+    Chmod(u8, bool),
+    /// Move it out of the root, to `outside/m` (what `../outside/m` links point to).
+    MoveOut(u8),
+    /// Rename it to `z` beside the root's other entries, or `z` back to it.
+    RenameAway(u8),
+}
+
+impl ChurnOp {
+    /// Decodes two input bytes; the high bits of the first choose the operation, so requests
+    /// come as often as changes.
+    pub fn from_bytes(op: u8, arg: u8) -> ChurnOp {
+        let slot = op & 0x7;
+        let x = arg & 0x7;
+        match op >> 3 {
+            0..=10 => ChurnOp::Get(arg % CHURN_TARGETS.len() as u8),
+            11 | 12 => ChurnOp::WriteSame(slot),
+            13 | 14 => ChurnOp::WriteOther(slot, x),
+            15 => ChurnOp::Truncate(slot, x),
+            16 | 17 => ChurnOp::RenameOver(slot, x),
+            18 | 19 => ChurnOp::DeleteRecreate(slot, x),
+            20 | 21 => ChurnOp::Swap(slot),
+            22..=24 => ChurnOp::Symlink(slot, x),
+            25 => ChurnOp::Chmod(slot, arg & 1 == 0),
+            26 | 27 => ChurnOp::MoveOut(slot),
+            _ => ChurnOp::RenameAway(slot),
+        }
+    }
+}
+
+/// A document root whose files change between requests, served by a [`archserve::site::Site`]
+/// (so every request goes through the thread's open-file cache), and a second handle on the
+/// root to find what a request must get, by opening the file afresh.
+pub struct Churn {
+    pub base: PathBuf,
+    root_dir: PathBuf,
+    site: archserve::site::Site,
+    fresh: Root,
+    /// Makes every write's bytes differ from every earlier version's.
+    generation: u64,
+}
+
+impl Churn {
+    /// A fresh fixture under the temp directory: `a`, `index.html`, `d/c`, `d/index.html`,
+    /// `e/c`, a link `l -> d`, and `outside/` next to the root.
+    pub fn new() -> io::Result<Churn> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let base = std::env::temp_dir().join(format!(
+            "archserve-churn-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&base);
+        let root_dir = base.join("root");
+        std::fs::create_dir_all(root_dir.join("d"))?;
+        std::fs::create_dir_all(root_dir.join("e"))?;
+        std::fs::create_dir_all(base.join("outside"))?;
+        std::fs::write(base.join("outside/c"), "outside c")?;
+        std::fs::write(base.join("outside/index.html"), "outside index")?;
+        for (i, f) in ["a", "index.html", "d/c", "d/index.html", "e/c"]
+            .iter()
+            .enumerate()
+        {
+            std::fs::write(root_dir.join(f), format!("initial {f} {i}"))?;
+        }
+        std::os::unix::fs::symlink("d", root_dir.join("l"))?;
+        let site = archserve::site::Site::new(&root_dir)?;
+        let fresh = Root::open_dir(&root_dir)?;
+        Ok(Churn {
+            base,
+            root_dir,
+            site,
+            fresh,
+            generation: 0,
+        })
+    }
+
+    fn content(&mut self, len: usize) -> Vec<u8> {
+        self.generation += 1;
+        let stamp = format!("<{}>", self.generation);
+        stamp.bytes().cycle().take(len).collect()
+    }
+
+    /// Applies one operation; changes that do not apply (no such file) do nothing. Returns
+    /// the request's target for [`ChurnOp::Get`].
+    pub fn apply(&mut self, op: ChurnOp) -> Option<&'static str> {
+        use std::os::unix::fs::{FileExt, PermissionsExt};
+        let at = |slot: u8| self.root_dir.join(CHURN_SLOTS[usize::from(slot) % 8]);
+        let len = |x: u8| CHURN_LENS[usize::from(x) % CHURN_LENS.len()];
+        match op {
+            ChurnOp::Get(i) => return Some(CHURN_TARGETS[usize::from(i) % CHURN_TARGETS.len()]),
+            ChurnOp::WriteSame(s) => {
+                let p = at(s);
+                if let Ok(f) = std::fs::OpenOptions::new().write(true).open(&p) {
+                    let n = f.metadata().map_or(0, |m| m.len()) as usize;
+                    let bytes = self.content(n);
+                    let _ = f.write_all_at(&bytes, 0);
+                }
+            }
+            ChurnOp::WriteOther(s, x) => {
+                let p = at(s);
+                if p.is_file() {
+                    let bytes = self.content(len(x));
+                    let _ = std::fs::write(&p, bytes);
+                }
+            }
+            ChurnOp::Truncate(s, x) => {
+                if let Ok(f) = std::fs::OpenOptions::new().write(true).open(at(s)) {
+                    let n = f.metadata().map_or(0, |m| m.len());
+                    let _ = f.set_len(n.min(len(x) as u64));
+                }
+            }
+            ChurnOp::RenameOver(s, x) => {
+                let p = at(s);
+                let tmp = self.base.join("tmp");
+                let bytes = self.content(len(x));
+                if std::fs::write(&tmp, bytes).is_ok() {
+                    let _ = std::fs::rename(&tmp, &p);
+                }
+            }
+            ChurnOp::DeleteRecreate(s, x) => {
+                let p = at(s);
+                if p.is_file() && std::fs::remove_file(&p).is_ok() {
+                    let bytes = self.content(len(x));
+                    let _ = std::fs::write(&p, bytes);
+                }
+            }
+            ChurnOp::Swap(s) => {
+                let p = at(s);
+                let meta = std::fs::symlink_metadata(&p);
+                if meta.as_ref().is_ok_and(|m| m.is_dir()) {
+                    let _ = std::fs::remove_dir_all(&p);
+                    let bytes = self.content(5);
+                    let _ = std::fs::write(&p, bytes);
+                } else if meta.is_ok()
+                    && std::fs::remove_file(&p).is_ok()
+                    && std::fs::create_dir(&p).is_ok()
+                {
+                    let (c, index) = (self.content(3), self.content(7));
+                    let _ = std::fs::write(p.join("c"), c);
+                    let _ = std::fs::write(p.join("index.html"), index);
+                }
+            }
+            ChurnOp::Symlink(s, to) => {
+                let p = at(s);
+                let slot = CHURN_SLOTS[usize::from(s) % 8];
+                // Targets are written for a link at the top level; one level down, prefix "../".
+                let mut target = CHURN_LINKS[usize::from(to) % CHURN_LINKS.len()].to_owned();
+                if slot.contains('/') && !target.starts_with('/') {
+                    target = format!("../{target}");
+                }
+                remove_any(&p);
+                let _ = std::os::unix::fs::symlink(target, &p);
+            }
+            ChurnOp::Chmod(s, off) => {
+                let mode = if off { 0 } else { 0o644 };
+                let _ = std::fs::set_permissions(at(s), std::fs::Permissions::from_mode(mode));
+            }
+            ChurnOp::MoveOut(s) => {
+                let out = self.base.join("outside/m");
+                remove_any(&out);
+                let _ = std::fs::rename(at(s), out);
+            }
+            ChurnOp::RenameAway(s) => {
+                let (p, z) = (at(s), self.root_dir.join("z"));
+                if std::fs::symlink_metadata(&z).is_ok() {
+                    if std::fs::symlink_metadata(&p).is_err() {
+                        let _ = std::fs::rename(&z, &p);
+                    }
+                } else {
+                    let _ = std::fs::rename(&p, &z);
+                }
+            }
+        }
+        None
+    }
+
+    /// Requests `target` through the site (and so through its open-file cache) and checks the
+    /// answer against the file as it is now, opened afresh beneath the root: the same bytes,
+    /// with the length and validators of its metadata now; a redirect exactly when the path is
+    /// a directory asked without its slash; otherwise an error status. Never a file outside
+    /// the root.
+    pub fn check_get(&self, target: &str) {
+        use archserve::site::{Body, Ctx, Part, Plan};
+        let head = format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n");
+        let Ok(Parsed::Complete(req, _)) = parse(head.as_bytes(), &Limits::default()) else {
+            panic!("the request for {target} does not parse");
+        };
+        let ctx = Ctx {
+            date: "Thu, 01 Jan 1970 00:00:00 GMT",
+        };
+        // Validators depend on the time (none while a file is settling): the reply's are those
+        // of an instant between these two.
+        let before = std::time::SystemTime::now();
+        let Plan::Reply(reply) = self.site.plan(&req, ctx) else {
+            panic!("{target}: a workload?");
+        };
+        let after = std::time::SystemTime::now();
+        let head = String::from_utf8_lossy(&reply.head).into_owned();
+        let want = self.expect(target);
+        match want {
+            Expect::File(bytes, info) => {
+                assert_eq!(
+                    reply.status,
+                    200,
+                    "{target}: want {} bytes, got {head}",
+                    bytes.len()
+                );
+                let body: Vec<u8> = match &reply.body {
+                    Body::Empty => Vec::new(),
+                    Body::Bytes(b) => b.clone(),
+                    Body::File { file, parts, len } => {
+                        let real = fd_path(file);
+                        assert!(
+                            real.starts_with(self.fresh.path()),
+                            "{target}: served {} from outside the root",
+                            real.display()
+                        );
+                        let mut out = Vec::new();
+                        for part in parts {
+                            match part {
+                                Part::Bytes(b) => out.extend_from_slice(b),
+                                Part::File { offset, len } => {
+                                    use std::os::unix::fs::FileExt;
+                                    let mut buf = vec![0u8; *len as usize];
+                                    // Fewer bytes than promised: what the connection loop
+                                    // would cut short; the comparison below reports it.
+                                    let n = file.read_at(&mut buf, *offset).unwrap_or(0);
+                                    buf.truncate(n);
+                                    out.extend_from_slice(&buf);
+                                }
+                            }
+                        }
+                        assert_eq!(out.len() as u64, *len, "{target}: {head}");
+                        out
+                    }
+                };
+                assert!(
+                    body == bytes,
+                    "{target}: stale or wrong bytes: served {:?}, the file holds {:?}\n{head}",
+                    String::from_utf8_lossy(&body),
+                    String::from_utf8_lossy(&bytes)
+                );
+                let length = format!("\r\nContent-Length: {}\r\n", bytes.len());
+                assert!(
+                    head.contains(&length),
+                    "{target}: want {length:?} in\n{head}"
+                );
+                let agree = |at| {
+                    let v = archserve::site::conditional::Validators::new(&info, "", at);
+                    let field = |name: &str, value: Option<String>| match value {
+                        Some(value) => head.contains(&format!("\r\n{name}: {value}\r\n")),
+                        None => !head.contains(&format!("\r\n{name}:")),
+                    };
+                    field("ETag", v.etag.clone()) && field("Last-Modified", v.last_modified())
+                };
+                assert!(
+                    agree(before) || agree(after),
+                    "{target}: validators not those of the file's metadata now: {info:?}\n{head}"
+                );
+            }
+            Expect::Redirect => assert_eq!(reply.status, 301, "{target}: {head}"),
+            Expect::Error => assert!(
+                reply.status >= 400,
+                "{target}: the path leads to no file, yet the answer is\n{head}"
+            ),
+        }
+    }
+
+    /// What `target` must get, found the way the site finds it, without any cache.
+    fn expect(&self, target: &str) -> Expect {
+        use archserve::site::open_files::FileInfo;
+        let Ok(norm) = normalize(target) else {
+            return Expect::Error;
+        };
+        let open = |rel: &str| {
+            let mut f = self.fresh.open(rel).ok()?;
+            let meta = f.metadata().ok()?;
+            let mut bytes = Vec::new();
+            if meta.is_file() {
+                std::io::Read::read_to_end(&mut f, &mut bytes).ok()?;
+            }
+            Some((bytes, meta))
+        };
+        let Some((bytes, meta)) = open(&norm.rel) else {
+            return Expect::Error;
+        };
+        if meta.is_file() {
+            return Expect::File(bytes, FileInfo::from_metadata(&meta));
+        }
+        if !meta.is_dir() {
+            return Expect::Error;
+        }
+        if !norm.dir_form {
+            return Expect::Redirect;
+        }
+        let index = if norm.rel.is_empty() {
+            "index.html".to_owned()
+        } else {
+            format!("{}/index.html", norm.rel)
+        };
+        match open(&index) {
+            Some((bytes, meta)) if meta.is_file() => {
+                Expect::File(bytes, FileInfo::from_metadata(&meta))
+            }
+            _ => Expect::Error,
+        }
+    }
+}
+
+impl Drop for Churn {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.base);
+    }
+}
+
+/// What a request must get.
+enum Expect {
+    File(Vec<u8>, archserve::site::open_files::FileInfo),
+    Redirect,
+    Error,
+}
+
+fn remove_any(p: &std::path::Path) {
+    match std::fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => {
+            let _ = std::fs::remove_dir_all(p);
+        }
+        Ok(_) => {
+            let _ = std::fs::remove_file(p);
+        }
+        Err(_) => {}
+    }
+}
+
+/// Runs a sequence of operations on a fresh fixture, checking every request.
+pub fn check_churn(ops: &[ChurnOp]) {
+    let mut churn = Churn::new().expect("create churn fixture");
+    for &op in ops {
+        if let Some(target) = churn.apply(op) {
+            churn.check_get(target);
+        }
+    }
+}
