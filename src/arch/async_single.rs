@@ -3,7 +3,7 @@
 //! CPU work (`/cpu`) runs on the loop and every other client waits behind it.
 use std::io;
 
-use super::{serve_evented, Arch, OnUpgrade, Server, Workers, EVENTED_IDLE};
+use super::{serve_evented, Arch, Role, Server, Workers, EVENTED_IDLE};
 
 pub const ARCH: Arch = Arch {
     name: "async",
@@ -27,12 +27,5 @@ fn run(server: Server) -> io::Result<()> {
         .enable_all()
         .build()?;
     super::announce_worker(listener.local_addr()?);
-    serve_evented(
-        &runtime,
-        listener,
-        &config,
-        site,
-        signals,
-        OnUpgrade::Replace,
-    )
+    serve_evented(&runtime, listener, &config, site, signals, Role::Server)
 }

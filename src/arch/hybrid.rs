@@ -5,7 +5,7 @@
 use std::io;
 use std::net::TcpListener;
 
-use super::{serve_evented, supervisor, Arch, OnUpgrade, Server, Workers, EVENTED_IDLE};
+use super::{serve_evented, supervisor, Arch, Role, Server, Workers, EVENTED_IDLE};
 use crate::config::Config;
 use crate::shutdown::Signals;
 use crate::site::Site;
@@ -39,7 +39,7 @@ fn worker(listener: TcpListener, config: &Config, site: &Site, signals: Signals)
             config,
             site.try_clone()?,
             signals,
-            OnUpgrade::Drain,
+            Role::Worker,
         )
     })();
     match result {

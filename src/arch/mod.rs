@@ -15,7 +15,7 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use crate::config::Config;
-pub use crate::conn::accept::OnUpgrade;
+pub use crate::conn::accept::Role;
 use crate::shutdown::Signals;
 use crate::site::Site;
 
@@ -136,7 +136,7 @@ pub fn serve_evented(
     config: &Config,
     site: Site,
     signals: Signals,
-    on_upgrade: OnUpgrade,
+    role: Role,
 ) -> io::Result<()> {
     use crate::conn::accept::{evented_loop, Shared};
     let shared = std::sync::Arc::new(Shared::new(site, config.conn, config.tls.clone()));
@@ -146,7 +146,7 @@ pub fn serve_evented(
         shared,
         signals,
         config.grace,
-        on_upgrade,
+        role,
     ))
 }
 

@@ -3,7 +3,7 @@
 //! between threads, so shared state needs atomics and the scheduler pays for that balance.
 use std::io;
 
-use super::{serve_evented, Arch, OnUpgrade, Server, Workers, EVENTED_IDLE};
+use super::{serve_evented, Arch, Role, Server, Workers, EVENTED_IDLE};
 
 pub const ARCH: Arch = Arch {
     name: "work-stealing",
@@ -31,12 +31,5 @@ fn run(server: Server) -> io::Result<()> {
         .on_thread_start(move || super::announce_worker(addr))
         .enable_all()
         .build()?;
-    serve_evented(
-        &runtime,
-        listener,
-        &config,
-        site,
-        signals,
-        OnUpgrade::Replace,
-    )
+    serve_evented(&runtime, listener, &config, site, signals, Role::Server)
 }
