@@ -391,3 +391,80 @@ fn report_html_loads_in_chromium_with_every_chart_and_no_console_error() {
     // compare drew the page too, as report.png beside it.
     check_png(&out.join("report.png"));
 }
+
+/// The upgrade workload on one architecture: both modes, five upgrades each under load, with no
+/// failed request and no refused connection, and no server process left. Self-contained (its
+/// own root, run and process check).
+#[test]
+fn upgrade_workload_upgrades_five_times_under_load_without_an_error() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("index.html"), "<h1>upgrade</h1>\n").unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let out = out.path().join("results");
+    let res = Command::new(BIN)
+        .arg("compare")
+        .arg("--root")
+        .arg(root.path())
+        .arg("--out")
+        .arg(&out)
+        .args(["--arch", "async", "--workload", "upgrade", "--repeat", "1"])
+        .args(["--upgrade-duration", "1s", "--load-conns", "8"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(res.status.success(), "{res:?}");
+
+    let csv = std::fs::read_to_string(out.join("raw.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    let value = |metric: &str| -> f64 {
+        let row = rows
+            .iter()
+            .find(|r| r[0] == "async" && r[2] == "upgrade" && r[5] == metric)
+            .unwrap_or_else(|| panic!("no {metric} row:\n{csv}"));
+        row[6].parse().unwrap()
+    };
+    for mode in ["ka", "close"] {
+        assert_eq!(value(&format!("{mode}.upgrades")), 5.0, "{csv}");
+        assert!(value(&format!("{mode}.answered")) > 0.0, "{csv}");
+        assert_eq!(value(&format!("{mode}.failed")), 0.0, "{csv}");
+        assert_eq!(value(&format!("{mode}.refused")), 0.0, "{csv}");
+    }
+    // Every row of the run is an upgrade row of async, with no error counted.
+    assert!(!rows.is_empty());
+    assert!(rows
+        .iter()
+        .all(|r| r[0] == "async" && r[2] == "upgrade" && r[9] == "0"));
+
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let points = json["points"].as_array().unwrap();
+    let upgrades: Vec<f64> = points
+        .iter()
+        .filter(|p| p["metric"].as_str().unwrap().ends_with(".upgrades"))
+        .map(|p| p["median"].as_f64().unwrap())
+        .collect();
+    assert_eq!(upgrades, [5.0, 5.0]);
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("## Upgrades under load"), "{report}");
+    assert!(
+        report.contains("| async | 1 | keep-alive | 5 |"),
+        "{report}"
+    );
+
+    // Every process of every server (the first, its successors) is gone: none has the run's
+    // directory on its command line any more.
+    let needle = out.to_string_lossy().into_owned();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            assert!(
+                !cmd.contains(&needle) || cmd.contains(" compare "),
+                "left behind: {cmd}"
+            );
+        }
+    }
+}

@@ -91,9 +91,14 @@ pub struct CompareArgs {
     /// io-burst: milliseconds the server waits per request.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=MAX_MS))]
     pub burst_ms: u64,
-    /// syscalls and loadgen: keep-alive connections.
+    /// syscalls, loadgen and upgrade: connections (kept alive; upgrade also runs them with a
+    /// new connection per request).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub load_conns: u32,
+    /// upgrade: how long `archserve load` runs per mode while the five upgrades happen (spread
+    /// over its first four fifths).
+    #[arg(long, default_value = "2", value_parser = upgrade_duration)]
+    pub upgrade_duration: Duration,
     /// Document root every server gets (copied, with the 1 MiB file and the file the freshness
     /// check rewrites, into a scratch directory removed at the end).
     #[arg(long, default_value = "www")]
@@ -130,6 +135,15 @@ pub struct CompareArgs {
     /// before-and-after measurement. `LABEL=PATH`, e.g. `before=/tmp/archserve-v1`.
     #[arg(long, value_name = "LABEL=PATH", value_parser = parse_against)]
     pub against: Option<(String, PathBuf)>,
+}
+
+/// `--upgrade-duration`: long enough for five upgrades (each takes tens of milliseconds).
+fn upgrade_duration(s: &str) -> Result<Duration, String> {
+    let d = crate::client::seconds(s)?;
+    if d < Duration::from_millis(500) || d > Duration::from_secs(600) {
+        return Err(format!("{s:?}: give 500ms to 10m"));
+    }
+    Ok(d)
 }
 
 /// `LABEL=PATH` for `--against`.

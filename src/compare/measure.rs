@@ -436,6 +436,11 @@ pub fn measure(
             .into_iter()
             .map(|(metric, v, unit)| rows.row(&metric, v, unit, 0, 0))
             .collect(),
+        Workload::Upgrade => {
+            return Err(io::Error::other(
+                "upgrade starts servers of its own (compare::upgrade::measure)",
+            ))
+        }
     })
 }
 

@@ -40,10 +40,13 @@ pub enum Workload {
     /// `archserve load` against h2load and wrk, driving one server: requests/s and each
     /// generator's own CPU per request.
     Loadgen,
+    /// Five upgrades in a row under `archserve load` (keep-alive, then connection-per-request,
+    /// each on a fresh server): requests answered, failed by kind, connections refused.
+    Upgrade,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 10] = [
+    pub const ALL: [Workload; 11] = [
         Workload::Cpu,
         Workload::Io,
         Workload::Static,
@@ -54,6 +57,7 @@ impl Workload {
         Workload::IoBurst,
         Workload::Syscalls,
         Workload::Loadgen,
+        Workload::Upgrade,
     ];
 
     /// The name used on the command line, in raw.csv and in file names.
@@ -69,6 +73,7 @@ impl Workload {
             Workload::IoBurst => "io-burst",
             Workload::Syscalls => "syscalls",
             Workload::Loadgen => "loadgen",
+            Workload::Upgrade => "upgrade",
         }
     }
 
@@ -88,6 +93,11 @@ impl Workload {
     /// Whether a server without our `/cpu` and `/io` endpoints (a baseline) can run it.
     pub fn for_baselines(self) -> bool {
         !matches!(self, Workload::Cpu | Workload::Io | Workload::IoBurst)
+    }
+
+    /// Whether it runs on the server started for the round; idle and upgrade start their own.
+    pub fn shares_a_server(self) -> bool {
+        !matches!(self, Workload::Idle | Workload::Upgrade)
     }
 
     /// Counts, not timings: measured in the first round only.
@@ -171,6 +181,14 @@ impl ServerSpec {
         matches!(self.kind, Kind::Arch(a, _) if a.idle_timeout == arch::BLOCKING_IDLE)
     }
 
+    /// Whether the upgrade workload runs on it: ours, and plain nginx (`USR2` + `QUIT`).
+    pub fn upgradable(&self) -> bool {
+        matches!(
+            self.kind,
+            Kind::Arch(..) | Kind::Baseline(Baseline::Nginx, _)
+        )
+    }
+
     /// How many `/cpu` requests run at once on `cpus` cores.
     fn cpu_parallelism(&self, cpus: usize) -> usize {
         self.workers.min(cpus).max(1)
@@ -216,6 +234,9 @@ pub struct Params {
     pub burst_clients: u32,
     pub burst_ms: u64,
     pub load_conns: u32,
+    /// upgrade: how long `archserve load` runs while the upgrades happen, and how many.
+    pub upgrade_duration_s: f64,
+    pub upgrades: u32,
     pub client_threads: usize,
     pub root: String,
 }
@@ -299,6 +320,8 @@ impl Plan {
             burst_clients: args.burst_clients,
             burst_ms: args.burst_ms,
             load_conns: args.load_conns,
+            upgrade_duration_s: args.upgrade_duration.as_secs_f64(),
+            upgrades: super::upgrade::UPGRADES,
             client_threads: args.client_threads as usize,
             root: root.display().to_string(),
         };
@@ -329,7 +352,9 @@ impl Plan {
             Workload::Fresh => vec![1],
             Workload::Idle => vec![self.p.idle_conns],
             Workload::IoBurst => vec![self.p.burst_clients],
-            Workload::Syscalls | Workload::Loadgen => vec![self.p.load_conns],
+            Workload::Syscalls | Workload::Loadgen | Workload::Upgrade => {
+                vec![self.p.load_conns]
+            }
         }
     }
 
@@ -371,7 +396,7 @@ impl Plan {
         for s in &self.servers {
             for repeat in 1..=self.p.repeat {
                 let round = self.round(s, repeat);
-                if round.iter().any(|p| p.workload != Workload::Idle) {
+                if round.iter().any(|p| p.workload.shares_a_server()) {
                     total += START_COST;
                 }
                 for p in round {
@@ -409,6 +434,10 @@ impl Plan {
             // Keep-alive and connection-per-request, each with the tracer's start and stop.
             Workload::Syscalls => (duration + TRACER_COST + WARM_UP) * 2,
             Workload::Loadgen => (duration + WARM_UP) * GENERATORS,
+            // Two modes, each on a fresh server started, loaded and stopped.
+            Workload::Upgrade => {
+                (START_COST + Duration::from_secs_f64(self.p.upgrade_duration_s)) * 2
+            }
         }
     }
 }
@@ -540,6 +569,22 @@ fn fit_workloads(servers: &mut [ServerSpec], tools: &Tools, notes: &mut Vec<Stri
             servers,
         );
     }
+    let no_upgrade: Vec<String> = servers
+        .iter_mut()
+        .filter(|s| s.workloads.contains(&Workload::Upgrade) && !s.upgradable())
+        .map(|s| {
+            s.workloads.retain(|&w| w != Workload::Upgrade);
+            s.name.clone()
+        })
+        .collect();
+    if !no_upgrade.is_empty() {
+        notes.push(format!(
+            "upgrade: not run on {}: lighttpd has no upgrade that hands its listening socket to \
+             a new binary (a restart refuses connections); nginx-deferred upgrades as nginx \
+             does, measured on plain nginx",
+            no_upgrade.join(", ")
+        ));
+    }
     let blocking: Vec<String> = servers
         .iter_mut()
         .filter(|s| s.blocking() && s.workloads.contains(&Workload::IoBurst))
@@ -632,6 +677,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::args::Preset;
     use super::*;
     use clap::Parser;
 
@@ -689,7 +735,7 @@ mod tests {
         for s in &plan.servers {
             let one = matches!(s.kind, Kind::Arch(a, _) if a.workers == Workers::One);
             assert_eq!(s.workers, if one { 1 } else { 5 }, "{}", s.name);
-            assert_eq!(s.workloads, super::super::args::Preset::quick().workloads);
+            assert_eq!(s.workloads, Preset::quick().workloads);
         }
         assert!(plan.out.starts_with("results"));
     }
@@ -747,6 +793,29 @@ mod tests {
         assert!(notes.contains("syscalls: skipped"), "{notes}");
         assert!(notes.contains("loadgen: skipped"), "{notes}");
         assert!(notes.contains("io-burst: not run on threads"), "{notes}");
+    }
+
+    #[test]
+    fn upgrade_runs_on_ours_and_plain_nginx_only() {
+        let a = args("--arch async,hybrid --workload static,upgrade --static-conns 1 --full");
+        let plan = Plan::new(&a, everything).unwrap();
+        let with: Vec<_> = plan
+            .servers
+            .iter()
+            .filter(|s| s.workloads.contains(&Workload::Upgrade))
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(with, ["async", "hybrid", "nginx"]);
+        let notes = plan.notes.join("\n");
+        assert!(
+            notes.contains("upgrade: not run on nginx-deferred, lighttpd"),
+            "{notes}"
+        );
+        let s = &plan.servers[0];
+        let round: Vec<_> = plan.round(s, 2).iter().map(|p| p.workload).collect();
+        assert_eq!(round, [Workload::Static, Workload::Upgrade]);
+        assert_eq!(plan.xs(Workload::Upgrade), [64]);
+        assert!(!Preset::quick().workloads.contains(&Workload::Upgrade));
     }
 
     #[test]

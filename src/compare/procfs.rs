@@ -1,6 +1,7 @@
 //! A server's processes as /proc shows them: every process of its process group (the server,
 //! its workers), their memory (VmRSS) and CPU time (utime + stime), summed. Each server runs in
-//! a process group of its own, led by the process compare started, so the group is the server.
+//! a process group of its own (led by the process compare started, or by a daemon's first
+//! master), so the group is the server.
 use std::io;
 use std::path::Path;
 
@@ -66,6 +67,22 @@ pub fn threads(pid: i32) -> Vec<i32> {
         .unwrap_or_default()
 }
 
+/// Whether `pid` is a live process (not a zombie) of the group `pgid`. A process that is no
+/// longer anyone's child to reap shows as a zombie until init reaps it; a pid reused by a
+/// process outside the group is not this one.
+pub fn alive_in_group(pid: i32, pgid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let live = stat_state(&stat).is_some_and(|s| !matches!(s, 'Z' | 'X' | 'x'));
+    live && stat_field(&stat, 5) == Some(pgid as u64)
+}
+
+/// The state letter of /proc/PID/stat (field 3).
+fn stat_state(stat: &str) -> Option<char> {
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
+
 /// Clock ticks per second, the unit of /proc/PID/stat's times.
 fn clock_ticks() -> f64 {
     // SAFETY: sysconf reads a constant of the C library; no memory is passed.
@@ -93,6 +110,8 @@ mod tests {
         assert_eq!(stat_field(stat, 14), Some(250));
         assert_eq!(stat_field(stat, 15), Some(31));
         assert_eq!(stat_field("garbage", 5), None);
+        assert_eq!(stat_state(stat), Some('R'));
+        assert_eq!(stat_state("9 (x) Z 1 9 9"), Some('Z'));
     }
 
     #[test]
@@ -105,5 +124,22 @@ mod tests {
         }
         assert!(group_cpu_s(me).unwrap() > 0.0);
         assert!(threads(std::process::id() as i32).contains(&(std::process::id() as i32)));
+        let pid = std::process::id() as i32;
+        assert!(alive_in_group(pid, me));
+        assert!(!alive_in_group(pid, me + 1));
+    }
+
+    #[test]
+    fn an_exited_child_is_not_alive_before_or_after_it_is_reaped() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        let me = nix::unistd::getpgrp().as_raw();
+        let t = std::time::Instant::now();
+        while alive_in_group(pid, me) {
+            assert!(t.elapsed().as_secs() < 10, "`true` did not exit");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        child.wait().unwrap();
+        assert!(!alive_in_group(pid, me));
     }
 }

@@ -108,6 +108,17 @@ fn param_rows(p: &Params) -> Vec<(String, String)> {
             p.idle_conns, p.burst_clients, p.burst_ms, p.load_conns
         ),
     ));
+    if runs("upgrade") {
+        rows.push((
+            "upgrade".into(),
+            format!(
+                "`archserve load` for {} s on {} connections per mode, {} upgrades",
+                num(p.upgrade_duration_s),
+                p.load_conns,
+                p.upgrades
+            ),
+        ));
+    }
     rows.push((
         "document root".into(),
         format!(

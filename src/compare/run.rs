@@ -1,7 +1,7 @@
 //! Runs the comparison: the plan, its estimate and progress bar, the rounds (every server once
 //! per round, in turn: a fresh server for its round's workloads, and a fresh one again for each
 //! `idle` point, so memory already touched by earlier load does not hide the cost of new
-//! connections), then everything written from raw.csv at the end.
+//! connections; `upgrade` starts its own), then everything written from raw.csv at the end.
 //!
 //! Ctrl-C: SIGINT/SIGTERM are blocked before any thread exists and taken by one watcher thread.
 //! The first stops the server being measured (SIGTERM), and the run writes what it measured so
@@ -25,7 +25,7 @@ use super::plan::{self, Kind, Plan, ServerSpec, Workload};
 use super::report::{self, CsvWriter, Setup};
 use super::scratch::Scratch;
 use super::server::{live, stopped, Running, STOP};
-use super::{browser, docs, machine, plot, syscalls, CompareArgs};
+use super::{browser, docs, machine, plot, syscalls, upgrade, CompareArgs};
 
 /// The scratch root, removed by the watcher when a second signal ends the run at once.
 static SCRATCH_DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -162,7 +162,8 @@ fn sweep(plan: &Plan, csv: &mut CsvWriter, bar: &ProgressBar) -> Vec<String> {
     failures
 }
 
-/// One server's round: one server for every workload but idle; a fresh one per idle point.
+/// One server's round: one server for every workload but idle and upgrade; a fresh one per
+/// idle point; upgrade starts its own.
 fn round(
     plan: &Plan,
     spec: &ServerSpec,
@@ -170,15 +171,46 @@ fn round(
     csv: &mut CsvWriter,
     bar: &ProgressBar,
 ) -> anyhow::Result<()> {
-    let (idle, shared): (Vec<_>, Vec<_>) = plan
+    let (shared, own): (Vec<_>, Vec<_>) = plan
         .round(spec, repeat)
         .into_iter()
-        .partition(|p| p.workload == Workload::Idle);
+        .partition(|p| p.workload.shares_a_server());
+    let (upgrades, idle): (Vec<_>, Vec<_>) = own
+        .into_iter()
+        .partition(|p| p.workload == Workload::Upgrade);
     let mut batches: Vec<Vec<plan::Point>> = Vec::new();
     if !shared.is_empty() {
         batches.push(shared);
     }
     batches.extend(idle.into_iter().map(|p| vec![p]));
+    served(plan, spec, repeat, batches, csv, bar)?;
+    for p in upgrades {
+        if stopped() {
+            break;
+        }
+        bar.set_message(format!(
+            "round {}/{} · {} · upgrade",
+            repeat, plan.p.repeat, spec.name
+        ));
+        let rows = upgrade::measure(plan, spec, p, &|line| say(bar, line))
+            .with_context(|| format!("{} upgrade", spec.name))?;
+        if !stopped() {
+            csv.write(&rows).context("writing raw.csv")?;
+        }
+        bar.inc(1);
+    }
+    Ok(())
+}
+
+/// The batches of a round, each on a server started for it.
+fn served(
+    plan: &Plan,
+    spec: &ServerSpec,
+    repeat: u32,
+    batches: Vec<Vec<plan::Point>>,
+    csv: &mut CsvWriter,
+    bar: &ProgressBar,
+) -> anyhow::Result<()> {
     for batch in batches {
         if stopped() {
             break;

@@ -4,6 +4,10 @@
 //! outlives the run (a worker whose master died would keep the port). A [`Running`] server that
 //! goes out of scope on any path (an error, a panic unwinding) is stopped by its `Drop`.
 //!
+//! A server being upgraded changes processes: ours start a successor as a child in the same
+//! group, and nginx, started as a daemon for that, leads a session of its own, found through its
+//! pid file. [`Running`] follows the process serving and sweeps the whole group.
+//!
 //! [`LIVE`] lists the groups now running and [`STOP`] says a signal asked the run to stop:
 //! run.rs's signal watcher uses both.
 use std::fs::OpenOptions;
@@ -11,7 +15,7 @@ use std::io::{self, BufRead, BufReader};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,9 +27,9 @@ use nix::unistd::Pid;
 use crate::arch::Workers;
 use crate::client::engine::{self, Limit, Plan as LoadPlan, Progress};
 
-use super::baseline;
 use super::measure::{request, Probe};
 use super::plan::{Kind, Plan, ServerSpec};
+use super::{baseline, procfs};
 
 /// Process groups of the servers now running (their leaders' pids).
 pub static LIVE: Mutex<Vec<Pid>> = Mutex::new(Vec::new());
@@ -67,16 +71,38 @@ pub fn own_group(cmd: &mut Command) {
     cmd.process_group(0);
 }
 
+/// How a server is started: to be measured, or to be upgraded under load (ours start the
+/// same way; nginx starts as a daemon, the one way its `USR2` is honoured).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    Measured,
+    Upgradable,
+}
+
 /// A server started by the run; stopped (and its group swept) when dropped.
 pub struct Running {
     name: String,
+    /// The process compare started: the server itself, or a daemon's launcher.
     child: Child,
-    pid: Pid,
+    /// How `child` ended, once it has.
+    status: Option<ExitStatus>,
+    /// The process group every process of the server is in: `child`'s (a successor of ours is
+    /// the old process's child, in the same group), or a daemon master's, which leads a
+    /// session of its own (and the masters it starts on `USR2` stay in it).
+    group: Pid,
+    /// The process now serving: the first, the last successor after upgrades, or a daemon's
+    /// master as its pid file names it.
+    serving: Pid,
     pub addr: SocketAddr,
     log: PathBuf,
+    /// The directory of a baseline's configuration (and nginx's pid file).
+    dir: PathBuf,
     stopped: bool,
     /// archserve (must exit 0 on SIGTERM), not a baseline (lighttpd exits 1 on SIGTERM).
     ours: bool,
+    /// The stdout lines after the first, from every process of the server (ours print
+    /// `Upgraded:` lines there).
+    lines: mpsc::Receiver<io::Result<String>>,
 }
 
 impl Running {
@@ -84,7 +110,7 @@ impl Running {
     pub fn probe(&self) -> Probe {
         Probe {
             addr: self.addr,
-            pgid: self.pid.as_raw(),
+            pgid: self.group.as_raw(),
         }
     }
 
@@ -94,6 +120,7 @@ impl Running {
         plan: &Plan,
         spec: &ServerSpec,
         dir: &std::path::Path,
+        mode: baseline::Mode,
     ) -> anyhow::Result<(Command, Option<SocketAddr>)> {
         Ok(match &spec.kind {
             Kind::Arch(a, bin) => {
@@ -116,30 +143,44 @@ impl Running {
             }
             Kind::Baseline(b, bin) => {
                 let addr = baseline::free_port()?;
-                let cmd = baseline::prepare(
-                    *b,
-                    bin,
-                    &dir.join(b.name()),
-                    &plan.serve_root,
-                    addr,
-                    spec.workers,
-                )
-                .with_context(|| format!("writing the {} configuration", b.name()))?;
+                let cmd =
+                    baseline::prepare(*b, bin, dir, &plan.serve_root, addr, spec.workers, mode)
+                        .with_context(|| format!("writing the {} configuration", b.name()))?;
                 (cmd, Some(addr))
             }
         })
     }
 
+    /// Starts `spec` to be measured.
     pub fn start(plan: &Plan, spec: &ServerSpec) -> anyhow::Result<Running> {
-        let dir = plan.out.join("servers");
-        std::fs::create_dir_all(&dir)?;
-        let log = dir.join(format!("{}.log", spec.name));
+        Running::start_as(plan, spec, Start::Measured)
+    }
+
+    /// Starts `spec`, waits until it answers. An upgradable one has its own log and
+    /// configuration directory (`<name>-upgrade`).
+    pub fn start_as(plan: &Plan, spec: &ServerSpec, how: Start) -> anyhow::Result<Running> {
+        let servers = plan.out.join("servers");
+        std::fs::create_dir_all(&servers)?;
+        let (name, mode) = match how {
+            Start::Measured => (spec.name.clone(), baseline::Mode::Foreground),
+            Start::Upgradable => (format!("{}-upgrade", spec.name), baseline::Mode::Daemon),
+        };
+        let daemon = how == Start::Upgradable && matches!(spec.kind, Kind::Baseline(..));
+        let log = servers.join(format!("{name}.log"));
         let log_file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)
             .with_context(|| format!("opening {}", log.display()))?;
-        let (mut cmd, known) = Running::command(plan, spec, &dir)?;
+        let dir = servers.join(&name);
+        let (mut cmd, known) = Running::command(plan, spec, &dir, mode)?;
+        if daemon {
+            // A pid file left by a server killed in an earlier round would name a dead master.
+            let pid_file = baseline::nginx_pid_file(&dir);
+            for stale in [pid_file.clone(), pid_file.with_extension("pid.oldbin")] {
+                let _ = std::fs::remove_file(stale);
+            }
+        }
         own_group(&mut cmd);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -150,28 +191,34 @@ impl Running {
         let pid = Pid::from_raw(child.id() as i32);
         live().push(pid);
         let stdout = child.stdout.take();
+        // Every stdout line, from every process of the server, so none blocks on a full pipe:
+        // the first is ours' "Server listening on ADDR".
+        let (tx, lines) = mpsc::channel();
+        if let Some(out) = stdout {
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines() {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
         let mut running = Running {
             name: spec.name.clone(),
             child,
-            pid,
+            status: None,
+            group: pid,
+            serving: pid,
             addr: known.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
             log,
+            dir,
             stopped: false,
             ours: matches!(spec.kind, Kind::Arch(..)),
+            lines,
         };
-        // The first stdout line (ours: "Server listening on ADDR"); the rest is drained so the
-        // server never blocks on a full pipe.
-        let (tx, rx) = mpsc::channel();
-        if let Some(out) = stdout {
-            std::thread::spawn(move || {
-                let mut lines = BufReader::new(out).lines();
-                let _ = tx.send(lines.next());
-                for _ in lines {}
-            });
-        }
         if known.is_none() {
-            let line = match rx.recv_timeout(START_TIMEOUT) {
-                Ok(Some(Ok(line))) => line,
+            let line = match running.lines.recv_timeout(START_TIMEOUT) {
+                Ok(Ok(line)) => line,
                 _ => bail!("did not print its address{}", running.log_tail()),
             };
             running.addr = line
@@ -179,8 +226,44 @@ impl Running {
                 .and_then(|a| a.trim().parse().ok())
                 .ok_or_else(|| anyhow!("unexpected first line {line:?}{}", running.log_tail()))?;
         }
+        if daemon {
+            running.adopt_daemon()?;
+        }
         running.wait_ready(&plan.p.static_path)?;
         Ok(running)
+    }
+
+    /// A daemon: waits for its launcher to exit, then takes the master from the pid file, and
+    /// its process group in the launcher's place among the live ones.
+    fn adopt_daemon(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        while !self.gone(self.serving) {
+            if Instant::now() > deadline || stopped() {
+                bail!("did not become a daemon{}", self.log_tail());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if let Some(s) = self.status.filter(|s| !s.success()) {
+            bail!("exited at start ({s}){}", self.log_tail());
+        }
+        let pid_file = baseline::nginx_pid_file(&self.dir);
+        let master = loop {
+            if let Some(pid) = read_pid(&pid_file) {
+                break pid;
+            }
+            if Instant::now() > deadline || stopped() {
+                bail!("wrote no pid to {}{}", pid_file.display(), self.log_tail());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let group = nix::unistd::getpgid(Some(master))
+            .with_context(|| format!("the master {master} of {}", pid_file.display()))?;
+        if group != self.group {
+            live().push(group);
+            live().retain(|&p| p != self.group);
+        }
+        (self.group, self.serving) = (group, master);
+        Ok(())
     }
 
     /// Until one request gets a valid response (any status), or the server exits, or time out.
@@ -198,8 +281,9 @@ impl Running {
         };
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!("exited at start ({status}){}", self.log_tail());
+            if self.gone(self.serving) {
+                let how = self.status.map(|s| format!(" ({s})")).unwrap_or_default();
+                bail!("exited at start{how}{}", self.log_tail());
             }
             if stopped() {
                 bail!("interrupted while starting");
@@ -214,6 +298,40 @@ impl Running {
         }
     }
 
+    /// The process now serving.
+    pub fn serving(&self) -> Pid {
+        self.serving
+    }
+
+    /// After an upgrade: `pid` serves now (a process of the server's group).
+    pub fn follow(&mut self, pid: Pid) {
+        self.serving = pid;
+    }
+
+    /// nginx's pid file (where a new master announces itself).
+    pub fn pid_file(&self) -> PathBuf {
+        baseline::nginx_pid_file(&self.dir)
+    }
+
+    /// The next stdout line after the first, waiting at most `timeout`; None when none came
+    /// (or every process of the server closed its stdout).
+    pub fn next_line(&self, timeout: Duration) -> Option<String> {
+        self.lines.recv_timeout(timeout).ok()?.ok()
+    }
+
+    /// Whether `pid`, a process of this server, has exited: the process compare started is
+    /// reaped (its status kept); any other is a zombie or gone from /proc, or a pid now reused
+    /// outside the group.
+    pub fn gone(&mut self, pid: Pid) -> bool {
+        if pid.as_raw() == self.child.id() as i32 {
+            if self.status.is_none() {
+                self.status = self.child.try_wait().ok().flatten();
+            }
+            return self.status.is_some();
+        }
+        !procfs::alive_in_group(pid.as_raw(), self.group.as_raw())
+    }
+
     /// The last lines of the server's stderr, for an error message.
     fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
@@ -226,36 +344,45 @@ impl Running {
         }
     }
 
-    /// SIGTERM, wait, SIGKILL if it hangs; then sweep the group. Returns a line worth
-    /// reporting, if any (killed, or ours exiting with a failure).
+    /// SIGTERM to the process serving, wait, SIGKILL to the group if it hangs; then sweep the
+    /// group and reap the process compare started. Returns a line worth reporting, if any
+    /// (killed, or ours exiting with a failure).
     pub fn stop(&mut self) -> Option<String> {
         if self.stopped {
             return None;
         }
         self.stopped = true;
-        let _ = kill(self.pid, Signal::SIGTERM);
-        let deadline = Instant::now() + STOP_TIMEOUT;
         let mut said = None;
-        let status = loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => break Some(status),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(5))
-                }
-                _ => {
+        if !self.gone(self.serving) {
+            let _ = kill(self.serving, Signal::SIGTERM);
+            let deadline = Instant::now() + STOP_TIMEOUT;
+            while !self.gone(self.serving) {
+                if Instant::now() > deadline {
                     said = Some(format!("{} did not stop on SIGTERM: killed", self.name));
-                    let _ = killpg(self.pid, Signal::SIGKILL);
-                    break self.child.wait().ok();
+                    break;
                 }
+                std::thread::sleep(Duration::from_millis(5));
             }
-        };
-        let _ = killpg(self.pid, Signal::SIGKILL);
-        live().retain(|&p| p != self.pid);
-        if let Some(s) = status.filter(|s| !s.success() && self.ours) {
-            said = Some(format!("{} exited with {s} when stopped", self.name));
+        }
+        let _ = killpg(self.group, Signal::SIGKILL);
+        if self.status.is_none() {
+            // In the group just killed, or a daemon's launcher that never exited.
+            let _ = self.child.kill();
+            self.status = self.child.wait().ok();
+        }
+        let pid = Pid::from_raw(self.child.id() as i32);
+        live().retain(|&p| p != self.group && p != pid);
+        if let Some(s) = self.status.filter(|s| !s.success() && self.ours) {
+            said = said.or(Some(format!("{} exited with {s} when stopped", self.name)));
         }
         said
     }
+}
+
+/// The pid in a pid file, if it names a live process.
+pub fn read_pid(path: &std::path::Path) -> Option<Pid> {
+    let pid: i32 = std::fs::read_to_string(path).ok()?.trim().parse().ok()?;
+    (pid > 0 && kill(Pid::from_raw(pid), None).is_ok()).then(|| Pid::from_raw(pid))
 }
 
 impl Drop for Running {

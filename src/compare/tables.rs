@@ -3,6 +3,7 @@
 //! the baselines. Built from raw.csv's rows; [`super::render`] writes it as Markdown or HTML.
 use super::plan::{Baseline, Workload};
 use super::report::{cell, median, num, scaled_cell, summarize, PointSummary, Sample, Setup};
+use super::upgrade::{FAILURES, MODES, UPGRADES};
 
 /// A table: a stable id (docs name tables by it), a header row, body rows, a footnote.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,6 +57,7 @@ pub fn sections(setup: Option<&Setup>, samples: &[Sample]) -> Vec<Section> {
             Workload::Idle => t.idle(),
             Workload::Syscalls => t.syscalls(),
             Workload::Loadgen => t.loadgen(),
+            Workload::Upgrade => t.upgrade(),
         };
         let chart = matches!(
             w,
@@ -103,8 +105,20 @@ fn describe(w: Workload, setup: Option<&Setup>) -> (String, String) {
         Workload::IoBurst => ("`/io` with many clients at once", "Every client opens its own connection and sends one `/io` at the same moment; the time until the last answer, in ms. The blocking architectures are not run (they serve one client per worker at a time).".to_string()),
         Workload::Syscalls => ("System calls per request", format!("Small-file requests on the load connections{d}, keep-alive (ka) and connection-per-request (close), every process and thread of the server traced; calls per request answered, calls made less than 0.01 times per request left out. The tracer's output is in `servers/`.")),
         Workload::Loadgen => ("Load generators", format!("`archserve load` against h2load and wrk, each driving the same server with keep-alive on the same connections{d}, one after the other. req/s as each reports it; generator CPU is its own utime + stime (every thread) per request; server CPU is the server's under that generator.")),
+        Workload::Upgrade => ("Upgrades under load", upgrade_intro(p)),
     };
     (h.to_string(), i)
+}
+
+/// The upgrade section's paragraph (with the load's length and connections when known).
+fn upgrade_intro(p: Option<&super::plan::Params>) -> String {
+    let (d, c) = p.map_or((String::new(), String::new()), |p| {
+        (
+            format!(" for {} s", num(p.upgrade_duration_s)),
+            format!(" on {} connections", p.load_conns),
+        )
+    });
+    format!("`archserve load`{d}{c}, keep-alive and then a new connection per request (each on a fresh server), while the server is upgraded {UPGRADES} times in a row, spread over the first four fifths of the run. Ours: `USR2` to the process serving, then its `Upgraded:` line names the next. nginx (started as a daemon, whose `USR2` it honours): `USR2`, the new master's pid file, `QUIT` to the old master, its exit. Failed requests are those that got no complete answer (timeout, reset, closed before the answer ended, invalid) or a status other than 2xx; refused connections are those that could not be made. Median (min–max) over the rounds.")
 }
 
 struct Tables<'a> {
@@ -313,6 +327,71 @@ impl Tables<'_> {
             }
         }
         let head = ["server", "mode", "syscalls per request", "per call"];
+        Table {
+            id: w.into(),
+            head: head.map(String::from).to_vec(),
+            rows,
+            note: String::new(),
+        }
+    }
+
+    /// A row per server and mode: upgrades completed, requests answered, failed, refused,
+    /// and the failures by kind (those that happened in any round).
+    fn upgrade(&self) -> Table {
+        let w = Workload::Upgrade.name();
+        // The counts are the table: no † on them.
+        let plain = |p: &PointSummary| {
+            cell(&PointSummary {
+                errors: 0,
+                ..p.clone()
+            })
+        };
+        let mut rows = Vec::new();
+        for s in self.servers(w) {
+            for x in self.xs(w) {
+                for (mode, keep_alive) in MODES {
+                    let get = |m: &str| self.find(&s, w, x, &format!("{mode}.{m}"));
+                    let Some(upgrades) = get("upgrades") else {
+                        continue;
+                    };
+                    let kinds: Vec<String> = FAILURES
+                        .iter()
+                        .filter_map(|k| get(&format!("failed.{k}")).map(|p| (k, p)))
+                        .filter(|(_, p)| p.max > 0.0)
+                        .map(|(k, p)| format!("{k} {}", plain(p)))
+                        .collect();
+                    rows.push(vec![
+                        s.clone(),
+                        upgrades.workers.to_string(),
+                        if keep_alive {
+                            "keep-alive"
+                        } else {
+                            "connection per request"
+                        }
+                        .into(),
+                        plain(upgrades),
+                        get("answered").map_or(String::new(), plain),
+                        get("failed").map_or(String::new(), plain),
+                        get("refused").map_or(String::new(), plain),
+                        if kinds.is_empty() {
+                            "–".into()
+                        } else {
+                            kinds.join(", ")
+                        },
+                    ]);
+                }
+            }
+        }
+        let head = [
+            "server",
+            "workers",
+            "mode",
+            "upgrades",
+            "requests answered",
+            "failed requests",
+            "refused connections",
+            "failures by kind",
+        ];
         Table {
             id: w.into(),
             head: head.map(String::from).to_vec(),
@@ -545,6 +624,70 @@ mod tests {
             s("lighttpd", "close", "cpu_us", 1, 30.0),
         ];
         assert!(ratios(&rows).rows.is_empty());
+    }
+
+    #[test]
+    fn the_upgrade_table_has_a_row_per_server_and_mode_with_failures_by_kind() {
+        let mut rows = Vec::new();
+        for (r, closed) in [(1, 0.0), (2, 3.0), (3, 1.0)] {
+            for (server, mode) in [("async", "ka"), ("async", "close"), ("nginx", "ka")] {
+                let nginx_ka = server == "nginx";
+                let metrics = [
+                    ("upgrades", 5.0),
+                    ("answered", 1000.0 * f64::from(r)),
+                    ("failed", if nginx_ka { closed } else { 0.0 }),
+                    ("refused", 0.0),
+                    ("failed.closed", if nginx_ka { closed } else { 0.0 }),
+                    ("failed.reset", 0.0),
+                ];
+                for (m, v) in metrics {
+                    let mut row = s(server, "upgrade", &format!("{mode}.{m}"), r, v);
+                    row.errors = if nginx_ka { closed as u64 } else { 0 };
+                    rows.push(row);
+                }
+            }
+        }
+        let sections = sections(None, &rows);
+        assert_eq!(sections.len(), 1);
+        assert_eq!(sections[0].heading, "Upgrades under load");
+        let t = &sections[0].tables[0];
+        assert_eq!(t.id, "upgrade");
+        assert_eq!(t.head[2..5], ["mode", "upgrades", "requests answered"]);
+        assert_eq!(
+            t.rows,
+            [
+                [
+                    "async",
+                    "5",
+                    "keep-alive",
+                    "5",
+                    "2000 (1000–3000)",
+                    "0",
+                    "0",
+                    "–"
+                ],
+                [
+                    "async",
+                    "5",
+                    "connection per request",
+                    "5",
+                    "2000 (1000–3000)",
+                    "0",
+                    "0",
+                    "–"
+                ],
+                [
+                    "nginx",
+                    "5",
+                    "keep-alive",
+                    "5",
+                    "2000 (1000–3000)",
+                    "1 (0–3)",
+                    "0",
+                    "closed 1 (0–3)"
+                ],
+            ]
+        );
     }
 
     #[test]
