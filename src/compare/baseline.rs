@@ -69,6 +69,8 @@ pub fn prepare(
 ) -> io::Result<Command> {
     std::fs::create_dir_all(dir)?;
     let dir = std::fs::canonicalize(dir)?;
+    // Absolute: nginx takes a relative root from its prefix (-p), not from where it started.
+    let root = &std::fs::canonicalize(root)?;
     let conf = dir.join(format!("{}.conf", b.program()));
     let text = match b {
         Baseline::Nginx | Baseline::NginxDeferred => {
@@ -254,6 +256,29 @@ mod tests {
         assert!(l.contains("server.port = 4321"));
         assert!(l.contains("server.document-root = \"/srv/www\""));
         assert!(l.contains("server.listen-backlog = 1024"));
+    }
+
+    #[test]
+    fn a_relative_root_is_written_as_an_absolute_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let www = std::fs::canonicalize("www").unwrap();
+        for b in [Baseline::Nginx, Baseline::Lighttpd] {
+            let bin = Path::new("/nonexistent");
+            prepare(
+                b,
+                bin,
+                dir.path(),
+                Path::new("www"),
+                addr,
+                1,
+                Mode::Foreground,
+            )
+            .unwrap();
+            let conf = dir.path().join(format!("{}.conf", b.program()));
+            let text = std::fs::read_to_string(conf).unwrap();
+            assert!(text.contains(&quote(&www)), "{text}");
+        }
     }
 
     #[test]
