@@ -579,9 +579,9 @@ fn fit_workloads(servers: &mut [ServerSpec], tools: &Tools, notes: &mut Vec<Stri
         .collect();
     if !no_upgrade.is_empty() {
         notes.push(format!(
-            "upgrade: not run on {}: lighttpd has no upgrade that hands its listening socket to \
-             a new binary (a restart refuses connections); nginx-deferred upgrades as nginx \
-             does, measured on plain nginx",
+            "upgrade: not run on {}: lighttpd hands no listening socket to a new binary (its \
+             SIGUSR1 reloads the configuration in the running one; a new binary is a stop and \
+             a start); nginx-deferred upgrades as nginx does, measured on plain nginx",
             no_upgrade.join(", ")
         ));
     }

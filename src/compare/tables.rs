@@ -118,7 +118,7 @@ fn upgrade_intro(p: Option<&super::plan::Params>) -> String {
             format!(" on {} connections", p.load_conns),
         )
     });
-    format!("`archserve load`{d}{c}, keep-alive and then a new connection per request (each on a fresh server), while the server is upgraded {UPGRADES} times in a row, spread over the first four fifths of the run. Ours: `USR2` to the process serving, then its `Upgraded:` line names the next. nginx (started as a daemon, whose `USR2` it honours): `USR2`, the new master's pid file, `QUIT` to the old master, its exit. Failed requests are those that got no complete answer (timeout, reset, closed before the answer ended, invalid) or a status other than 2xx; refused connections are those that could not be made. Median (min–max) over the rounds.")
+    format!("`archserve load`{d}{c}, keep-alive and then a new connection per request (each on a fresh server), while the server is upgraded {UPGRADES} times in a row, spread over the first four fifths of the run. Ours: `USR2` to the process serving, then its `Upgraded:` line names the next. nginx (started as a daemon, whose `USR2` it honours): `USR2`, the new master's pid file, `QUIT` to the old master, its exit. lighttpd is not run: it hands no listening socket to a new binary (its SIGUSR1 reloads the configuration in the running one). Failed requests are those that got no complete answer (timeout, reset, closed before the answer ended, invalid) or a status other than 2xx; refused connections are those that could not be made. Median (min–max) over the rounds.")
 }
 
 struct Tables<'a> {
