@@ -96,9 +96,10 @@ pub struct CompareArgs {
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub load_conns: u32,
     /// upgrade: how long `archserve load` runs per mode while the five upgrades happen (spread
-    /// over its first four fifths).
-    #[arg(long, default_value = "2", value_parser = upgrade_duration)]
-    pub upgrade_duration: Duration,
+    /// over its first four fifths) [default: 2s; --full: 1s, to keep the set within its 20
+    /// minutes].
+    #[arg(long, value_parser = upgrade_duration)]
+    pub upgrade_duration: Option<Duration>,
     /// Document root every server gets (copied, with the 1 MiB file and the file the freshness
     /// check rewrites, into a scratch directory removed at the end).
     #[arg(long, default_value = "www")]
@@ -170,6 +171,7 @@ pub struct Preset {
     pub clients: Vec<u32>,
     pub static_conns: Vec<u32>,
     pub duration: Duration,
+    pub upgrade_duration: Duration,
 }
 
 impl Preset {
@@ -183,6 +185,7 @@ impl Preset {
             clients: vec![1, 2, 4, 5, 6, 8, 10],
             static_conns: vec![1, 100],
             duration: Duration::from_secs(1),
+            upgrade_duration: Duration::from_secs(2),
         }
     }
 
@@ -195,6 +198,7 @@ impl Preset {
             clients: (1..=10).collect(),
             static_conns: vec![1, 64, 100],
             duration: Duration::from_secs(3),
+            upgrade_duration: Duration::from_secs(1),
         }
     }
 }

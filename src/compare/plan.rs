@@ -320,7 +320,10 @@ impl Plan {
             burst_clients: args.burst_clients,
             burst_ms: args.burst_ms,
             load_conns: args.load_conns,
-            upgrade_duration_s: args.upgrade_duration.as_secs_f64(),
+            upgrade_duration_s: args
+                .upgrade_duration
+                .unwrap_or(preset.upgrade_duration)
+                .as_secs_f64(),
             upgrades: super::upgrade::UPGRADES,
             client_threads: args.client_threads as usize,
             root: root.display().to_string(),
