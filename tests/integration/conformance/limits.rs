@@ -1,6 +1,6 @@
 //! Limits and timeouts: request line (414), head size and field count (431) at the defaults and with `--max-line/--max-head/--max-headers`, the header-read timeout (408), the idle timeout, `--max-requests`.
 
-use crate::harness::*;
+use super::harness::*;
 use std::time::Duration;
 
 /// `GET /<n x 'a'> HTTP/1.1`: a request line of about `n` + 15 bytes.

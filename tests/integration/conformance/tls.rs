@@ -2,9 +2,10 @@
 //! the suite starts serve HTTPS with a certificate made at test time (rcgen; no private key is
 //! committed), every `Conn` speak through a rustls client that trusts only that certificate,
 //! and `Server::url` an https URL for curl (`--cacert`). `the_whole_suite_passes_over_tls` runs
-//! this binary again in that mode, so a plain `cargo test` covers both. Tests that drive a raw
-//! socket by hand (a second writer thread, byte floods) check `tls_mode()` and run plain only.
-use crate::harness::*;
+//! this binary's conformance tests again in that mode, so a plain `cargo test` covers both.
+//! Tests that drive a raw socket by hand (a second writer thread, byte floods) check
+//! `tls_mode()` and run plain only.
+use super::harness::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -125,7 +126,10 @@ fn the_whole_suite_passes_over_tls() {
     let exe = std::env::current_exe().unwrap();
     let out = Command::new(exe)
         .env("ARCHSERVE_TEST_TLS", "1")
+        // The conformance tests only: the other modules of this binary start no server in the
+        // TLS mode.
         .args([
+            "conformance::",
             "--skip",
             "the_whole_suite_passes_over_tls",
             "--test-threads",

@@ -1,7 +1,7 @@
 //! Starting the built `archserve serve` on a fresh root and port 0 for each registered architecture, reading its address, signalling it, and killing its process group on drop.
 
-use crate::fixture::Fixture;
-use crate::harness::{req, Conn, Response};
+use crate::conformance::fixture::Fixture;
+use crate::conformance::harness::{req, Conn, Response};
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -35,8 +35,8 @@ pub fn arch_names() -> Vec<&'static str> {
             None => true,
         })
         .filter(|n| {
-            let tls =
-                crate::tls::tls_mode() && !archserve::arch::find(n).is_some_and(|a| a.serves_tls);
+            let tls = crate::conformance::tls::tls_mode()
+                && !archserve::arch::find(n).is_some_and(|a| a.serves_tls);
             if tls {
                 eprintln!("skipping architecture {n} over TLS: it does not serve HTTPS");
             }
@@ -159,7 +159,7 @@ pub fn serve_command(arch: &str, root: &Path, extra: &[&str]) -> Command {
     if !extra.iter().any(|a| *a == "-w" || *a == "--workers") && !single_worker(arch) {
         cmd.args(["-w", "2"]);
     }
-    cmd.args(crate::tls::serve_args());
+    cmd.args(crate::conformance::tls::serve_args());
     cmd.args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -248,7 +248,7 @@ impl Server {
 
     /// The URL of `path` (https://localhost:PORT in the TLS mode: the test certificate's name).
     pub fn url(&self, path: &str) -> String {
-        if crate::tls::tls_mode() {
+        if crate::conformance::tls::tls_mode() {
             format!("https://localhost:{}{}", self.port, path)
         } else {
             format!("http://127.0.0.1:{}{}", self.port, path)

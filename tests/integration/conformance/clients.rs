@@ -1,6 +1,6 @@
 //! Real clients against the server: curl (run via std::process::Command when installed; CI installs it) and the ureq Rust client, for plain GETs, HEAD, ranges, conditionals, redirects, keep-alive reuse, large downloads and traversal with `--path-as-is`.
 
-use crate::harness::*;
+use super::harness::*;
 use std::io::Read;
 use std::process::Command;
 use std::time::Duration;
@@ -21,8 +21,8 @@ pub fn have_curl() -> bool {
 /// when the suite runs over TLS.
 pub fn curl(args: &[&str]) -> Vec<u8> {
     let mut cmd = Command::new("curl");
-    if crate::tls::tls_mode() {
-        cmd.arg("--cacert").arg(&crate::tls::test_cert().cert);
+    if super::tls::tls_mode() {
+        cmd.arg("--cacert").arg(&super::tls::test_cert().cert);
     }
     let out = cmd
         .args(["-sS", "--max-time", "20"])
@@ -171,7 +171,7 @@ fn call(req: ureq::Request) -> ureq::Response {
 #[test]
 fn ureq_get_head_range_conditional_and_redirect() {
     // ureq is built without TLS here; the TLS mode's Rust client is the harness's own rustls.
-    if crate::tls::tls_mode() {
+    if super::tls::tls_mode() {
         return;
     }
     for_each_arch(|arch| {
@@ -224,7 +224,7 @@ fn ureq_get_head_range_conditional_and_redirect() {
 
 #[test]
 fn ureq_keep_alive_agent_big_file_and_workloads() {
-    if crate::tls::tls_mode() {
+    if super::tls::tls_mode() {
         return;
     }
     for_each_arch(|arch| {

@@ -1,6 +1,6 @@
 //! Target resolution security: the path-traversal table (every encoding of `..`, separators, overlong UTF-8, NUL, absolute-form, symlinks out of the root), dotfiles, invalid percent-encoding, absolute-form targets that are fine.
 
-use crate::harness::*;
+use super::harness::*;
 
 /// Attack targets; none may return a file from outside the root. The secret files are
 /// `ROOT/../secret.txt`, `/etc/passwd`, and the file that `ROOT/escape` (and `ROOT/escdir/`,

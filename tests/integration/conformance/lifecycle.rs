@@ -1,6 +1,6 @@
 //! Process lifecycle: the startup lines, `--help` listing every architecture, startup errors (one `error:` line, non-zero exit), SIGTERM/SIGINT graceful shutdown with an /io request in flight, bounded grace with idle keep-alive connections, and the port freed afterwards.
 
-use crate::harness::*;
+use super::harness::*;
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Output, Stdio};
 use std::thread;

@@ -5,6 +5,7 @@
 //! endings, bodies), fed whole, in random chunks and pipelined; the same requests with a few bytes
 //! mutated; arbitrary bytes; path-like strings built from the tokens that matter (dots, slashes,
 //! escapes, the fixture's symlink names) and arbitrary strings; Range headers from parts.
+#[path = "../props/mod.rs"]
 mod props;
 
 use archserve::http::{parse, Limits, Method, Parsed, Request, Version};

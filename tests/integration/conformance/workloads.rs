@@ -1,6 +1,6 @@
 //! The workload endpoints: `/cpu` (prime count, `?n=` bounded) and `/io` (`?ms=` bounded) answer 200 text/plain with the right result, reject bad parameters with 400, and run concurrently with keep-alive intact. No timing assertions.
 
-use crate::harness::*;
+use super::harness::*;
 use std::thread;
 
 fn expect_text_200(srv: &Server, target: &str) -> Response {

@@ -1,6 +1,6 @@
 //! Message framing and connection rules: versions (505/400), keep-alive on 1.1 and 1.0, `Connection: close`, pipelining order, GET bodies discarded, Transfer-Encoding (411/501/400), malformed heads (400 + close), incomplete requests.
 
-use crate::harness::*;
+use super::harness::*;
 use std::time::Duration;
 
 #[test]
@@ -455,8 +455,8 @@ fn content_length_with_leading_zeros_or_zero_is_valid() {
 
 #[test]
 fn pipelining_large_responses_with_backpressure() {
-    // A raw socket written by hand (plaintext): plain mode only (see `crate::tls`).
-    if crate::tls::tls_mode() {
+    // A raw socket written by hand (plaintext): plain mode only (see `super::tls`).
+    if super::tls::tls_mode() {
         return;
     }
     // The client writes 30 requests for 100 KiB each from one thread while another reads: the

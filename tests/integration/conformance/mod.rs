@@ -1,14 +1,13 @@
-//! The conformance suite of `archserve serve`: one test binary, one module per topic, every test run against every registered architecture.
+//! The conformance suite of `archserve serve`: one module per topic, every test run against every registered architecture.
 //!
 //! Each test starts the built binary (`--port 0`, a fresh temporary root) for every entry of
 //! `archserve::arch::REGISTRY` and checks the behaviour contract with raw bytes (plus curl and
 //! ureq in `clients`). Failure messages name the architecture and quote the request.
 //! `ARCHSERVE_TEST_ARCH=NAME` narrows a run to one architecture.
 
-mod fixture;
-mod harness;
-mod server;
-mod tls;
+pub(crate) mod fixture;
+pub(crate) mod harness;
+pub(crate) mod tls;
 
 mod clients;
 mod conditional;

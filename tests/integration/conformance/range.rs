@@ -1,6 +1,6 @@
 //! Range requests: single ranges (`a-b`, `a-`, `-n`, clamped ends) → 206 + Content-Range, multiple ranges → multipart/byteranges, unsatisfiable → 416 `bytes */len`, malformed → 200 full, If-Range.
 
-use crate::harness::*;
+use super::harness::*;
 
 /// `GET target` with `Range: value` (and extra headers) on a fresh connection.
 fn get_range(srv: &Server, target: &str, value: &str, extra: &[&str]) -> Response {
@@ -298,7 +298,7 @@ fn partial_responses_keep_the_connection_in_sync() {
 fn repeated_ranges_of_a_small_cached_file_are_exact() {
     for_each_arch(|arch| {
         let srv = Server::start(arch);
-        let a = crate::fixture::A_TXT.as_bytes();
+        let a = super::fixture::A_TXT.as_bytes();
         let mut c = srv.connect();
         for round in 0..3 {
             c.send(&req("GET", "/a.txt", &[]));

@@ -1,6 +1,6 @@
 //! Static files: the 200 head (Date, Server, Content-Type per extension, Content-Length, Last-Modified, ETag, Accept-Ranges), empty and large files, `/` and directory mapping, 301 for `/dir`, 404 page, query/fragment and percent-decoded names.
 
-use crate::harness::*;
+use super::harness::*;
 
 /// Asserts a 200 for `rel` with exact body and the full file head of the contract.
 fn check_file(srv: &Server, target: &str, rel: &str, content_type: &str) {

@@ -1,6 +1,6 @@
 //! What a site needs beyond plain files: precompressed variants chosen by Accept-Encoding (raw bytes and curl `--compressed`), header rules (`--header`) and `no-store` on the workloads, validators that never stand for two versions, and directory listings (`--dir-listing`, HTML and JSON, escaping, hiding, capping).
 
-use crate::harness::*;
+use super::harness::*;
 use std::fs;
 use std::path::Path;
 use std::process::Command;
@@ -67,7 +67,7 @@ const APP_JS: &str = "console.log('APP-PLAIN');\n";
 /// Not real brotli: the server never decodes, and raw-byte checks only compare bytes.
 const APP_BR: &[u8] = b"BR-BYTES-OF-APP";
 
-use crate::clients::{curl, have_curl};
+use super::clients::{curl, have_curl};
 
 // ---------------------------------------------------------------------------------------------
 // Precompressed files

@@ -1,10 +1,10 @@
-//! Test harness: raw-byte connections, a small HTTP/1.1 response parser (pipelined responses, HEAD/204/304 without body) and the shared assertions; re-exports the fixture and server helpers so tests `use crate::harness::*`.
+//! Test harness: raw-byte connections, a small HTTP/1.1 response parser (pipelined responses, HEAD/204/304 without body) and the shared assertions; re-exports the fixture and server helpers so tests `use super::harness::*`.
 //!
 //! Every test starts its own server (`--port 0`, its own temporary root), so tests are independent
 //! and run in parallel. Nothing here asserts on time: timeouts only turn a hung server into a
 //! failing test instead of a hanging one.
 
-pub use crate::fixture::*;
+pub use super::fixture::*;
 pub use crate::server::*;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -39,7 +39,7 @@ pub fn show(bytes: &[u8]) -> String {
 }
 
 /// A raw TCP connection with its unread bytes; answers are parsed one at a time, in order. In
-/// the TLS mode (see `crate::tls`) the bytes go through a rustls client session, whose
+/// the TLS mode (see `super::tls`) the bytes go through a rustls client session, whose
 /// handshake starts with the first send or read (so a connection that sends nothing sends
 /// nothing at all).
 pub struct Conn {
@@ -53,7 +53,7 @@ pub struct Conn {
 impl Conn {
     pub fn open(addr: &str, arch: &str) -> Conn {
         let mut c = Conn::plain(addr, arch);
-        c.tls = crate::tls::client_session();
+        c.tls = super::tls::client_session();
         c
     }
 

@@ -1,7 +1,7 @@
 //! Hardening: the access log, slow clients (slowloris, idle and header timeouts, request cap),
 //! files changing under a transfer, and file-descriptor exhaustion — for every architecture, or
 //! for the ones a scenario is about.
-use crate::harness::*;
+use super::harness::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
@@ -49,7 +49,7 @@ fn access_log_is_in_combined_log_format() {
         let mut lines: Vec<&str> = text.lines().collect();
         lines.sort(); // workers may flush in any order
         assert_eq!(lines.len(), 5, "{text}");
-        let a_len = crate::fixture::A_TXT.len();
+        let a_len = super::fixture::A_TXT.len();
         let cached = format!("\"GET /a.txt HTTP/1.1\" 200 {a_len} ");
         assert_eq!(
             lines.iter().filter(|l| l.contains(&cached)).count(),
@@ -83,8 +83,8 @@ fn access_log_is_in_combined_log_format() {
 
 #[test]
 fn slowloris_does_not_starve_event_loops() {
-    // A raw socket written by hand (plaintext): plain mode only (see `crate::tls`).
-    if crate::tls::tls_mode() {
+    // A raw socket written by hand (plaintext): plain mode only (see `super::tls`).
+    if super::tls::tls_mode() {
         return;
     }
     for_each_arch(|arch| {
@@ -164,8 +164,8 @@ fn max_requests_closes_after_the_cap() {
 
 #[test]
 fn a_file_truncated_during_a_transfer_is_never_misframed() {
-    // A raw socket written by hand (plaintext): plain mode only (see `crate::tls`).
-    if crate::tls::tls_mode() {
+    // A raw socket written by hand (plaintext): plain mode only (see `super::tls`).
+    if super::tls::tls_mode() {
         return;
     }
     for_each_arch(|arch| {
@@ -220,9 +220,9 @@ fn a_file_changed_on_disk_is_served_fresh() {
         let path = srv.fixture.root.join("a.txt");
         let mut c = srv.connect();
         c.send(&req("GET", "/a.txt", &[]));
-        assert_eq!(c.response().body, crate::fixture::A_TXT.as_bytes());
+        assert_eq!(c.response().body, super::fixture::A_TXT.as_bytes());
         // Rewritten in place, same length.
-        let same_len = "X".repeat(crate::fixture::A_TXT.len());
+        let same_len = "X".repeat(super::fixture::A_TXT.len());
         std::fs::write(&path, &same_len).unwrap();
         c.send(&req("GET", "/a.txt", &[]));
         assert_eq!(c.response().body_text(), same_len);
@@ -267,7 +267,7 @@ fn at_the_connection_cap_idle_connections_make_room() {
 #[test]
 fn descriptor_exhaustion_backs_off_and_recovers() {
     for_each_arch(|arch| {
-        let fixture = crate::fixture::Fixture::new(true);
+        let fixture = super::fixture::Fixture::new(true);
         // A connection cap above the 40 descriptors, so accept() does run out (the default cap
         // derives from the limit and would be reached first; see the next test).
         let mut cmd = serve_command(

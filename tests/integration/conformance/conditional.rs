@@ -1,6 +1,6 @@
 //! Conditional GET/HEAD: If-None-Match (exact, lists, weak comparison, `*`) and If-Modified-Since → 304 without a body and with the ETag; If-None-Match takes precedence; 304 keeps the connection in sync.
 
-use crate::harness::*;
+use super::harness::*;
 
 /// Sends `GET /a.txt` with `headers` (then a pipelined GET, to prove a 304 carried no body) and
 /// checks the status.

@@ -1,6 +1,6 @@
 //! Methods: HEAD (same head as GET, no body), OPTIONS (`*` and paths, 204 + Allow), 405 + Allow for the other standard methods (body discarded, connection kept), 501 for unknown tokens.
 
-use crate::harness::*;
+use super::harness::*;
 
 const ALLOW: &str = "GET, HEAD, OPTIONS";
 
@@ -167,8 +167,8 @@ fn connect_in_authority_form_is_405() {
 
 #[test]
 fn a_large_post_body_is_discarded_and_the_connection_kept() {
-    // A raw socket written by hand (plaintext): plain mode only (see `crate::tls`).
-    if crate::tls::tls_mode() {
+    // A raw socket written by hand (plaintext): plain mode only (see `super::tls`).
+    if super::tls::tls_mode() {
         return;
     }
     for_each_arch(|arch| {
