@@ -4,7 +4,6 @@
 //! under a deadline and every test server stops when dropped, so nothing can hang.
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -12,91 +11,20 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_archserve");
-/// No client run in these tests legitimately takes more than a few seconds.
-const RUN_LIMIT: Duration = Duration::from_secs(60);
+use crate::server::{closed_port, run, Server, RUN_LIMIT};
+
 const INDEX: &str = "<!DOCTYPE html><title>t</title><p>client tests</p>\n";
 
-/// The real server on a free port, with a temporary root; killed when dropped.
-struct Server {
-    child: Child,
-    port: u16,
-    _root: tempfile::TempDir,
-}
-
-impl Server {
-    fn start() -> Server {
-        let root = tempfile::tempdir().unwrap();
-        std::fs::write(root.path().join("index.html"), INDEX).unwrap();
-        let mut child = Command::new(BIN)
-            .args(["serve", "--port", "0", "--log-level", "error", "--root"])
-            .arg(root.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        // The first line is `Server listening on 127.0.0.1:PORT`; read it byte by byte so
-        // nothing after it is consumed.
-        let mut out = child.stdout.take().unwrap();
-        let mut line = Vec::new();
-        let mut byte = [0u8; 1];
-        while out.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
-            line.push(byte[0]);
-        }
-        // Keep draining what the server prints after that (worker start-up lines): a closed
-        // pipe would make its println! fail, a full one would block it.
-        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-        let line = String::from_utf8(line).unwrap();
-        let port = line
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no port in {line:?}"));
-        Server {
-            child,
-            port,
-            _root: root,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs `archserve ARGS` to its end (killed and failed after RUN_LIMIT).
-fn archserve(args: &[&str]) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if start.elapsed() > RUN_LIMIT {
-            let _ = child.kill();
-            panic!("archserve {args:?} did not finish within {RUN_LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+/// The real server on port 0, with a temporary root holding `index.html` ([`INDEX`]).
+fn start_server() -> Server {
+    Server::with_index(INDEX, &["--log-level", "error"])
 }
 
 /// `archserve load --json -q ARGS`: the parsed report and the exit code.
 fn load_json(args: &[&str]) -> (Value, i32) {
     let mut all = vec!["load", "--json", "-q"];
     all.extend_from_slice(args);
-    let out = archserve(&all);
+    let out = run(&all);
     let text = String::from_utf8_lossy(&out.stdout);
     let report = serde_json::from_str(&text).unwrap_or_else(|e| {
         panic!(
@@ -372,11 +300,11 @@ fn keep_then_cut(mut s: TcpStream, cut: Cut) {
 
 #[test]
 fn seed_face_prints_the_seed_lines() {
-    let server = Server::start();
+    let server = start_server();
     let port = server.port.to_string();
     for (flag, path, clients) in [("-c", "/cpu", 3), ("-i", "/io", 2)] {
         let nc = clients.to_string();
-        let out = archserve(&["load", flag, "-nc", &nc, "127.0.0.1", &port]);
+        let out = run(["load", flag, "-nc", &nc, "127.0.0.1", &port]);
         assert!(out.status.success(), "{out:?}");
         let text = String::from_utf8(out.stdout).unwrap();
         let lines: Vec<&str> = text.lines().collect();
@@ -401,7 +329,7 @@ fn seed_face_prints_the_seed_lines() {
 #[test]
 fn seed_face_reports_a_refused_connection() {
     let port = closed_port().to_string();
-    let out = archserve(&["load", "-i", "127.0.0.1", &port]);
+    let out = run(["load", "-i", "127.0.0.1", &port]);
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("/io - Error: could not connect"), "{text}");
@@ -410,7 +338,7 @@ fn seed_face_reports_a_refused_connection() {
 
 #[test]
 fn n_requests_give_exactly_n_outcomes() {
-    let server = Server::start();
+    let server = start_server();
     let url = server.url("/");
     for args in [
         &["-c", "4", "-n", "137"][..],
@@ -438,7 +366,7 @@ fn n_requests_give_exactly_n_outcomes() {
 
 #[test]
 fn json_report_has_every_field() {
-    let server = Server::start();
+    let server = start_server();
     let (r, _) = load_json(&[
         "-c",
         "2",
@@ -470,8 +398,8 @@ fn json_report_has_every_field() {
 
 #[test]
 fn human_report_names_every_figure() {
-    let server = Server::start();
-    let out = archserve(&["load", "-c", "2", "-n", "10", &server.url("/")]);
+    let server = start_server();
+    let out = run(["load", "-c", "2", "-n", "10", &server.url("/")]);
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8(out.stdout).unwrap();
     for want in [
@@ -490,15 +418,6 @@ fn human_report_names_every_figure() {
         "{:?}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// A port with nothing listening (bound, then released).
-fn closed_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]
@@ -576,7 +495,7 @@ fn chunked_responses_are_valid() {
 
 #[test]
 fn rate_schedules_the_right_number_of_requests() {
-    let server = Server::start();
+    let server = start_server();
     let url = server.url("/");
     // ceil(200/s × 0.5 s) = 100 requests, each ending once.
     let (r, _) = load_json(&["-c", "4", "--rate", "200", "-d", "0.5", &url]);
@@ -605,7 +524,7 @@ fn rate_schedules_the_right_number_of_requests() {
 
 #[test]
 fn a_duration_run_ends_and_counts() {
-    let server = Server::start();
+    let server = start_server();
     let (r, code) = load_json(&["-c", "2", "-d", "0.3", &server.url("/")]);
     assert_eq!(code, 0);
     assert!(n(&r, "/responses") > 0, "{r}");
@@ -614,8 +533,8 @@ fn a_duration_run_ends_and_counts() {
 
 #[test]
 fn send_completes_the_seed_request_and_prints_the_response() {
-    let server = Server::start();
-    let out = archserve(&[
+    let server = start_server();
+    let out = run([
         "send",
         "127.0.0.1",
         &server.port.to_string(),
@@ -634,9 +553,9 @@ fn send_completes_the_seed_request_and_prints_the_response() {
 
 #[test]
 fn send_reads_pipelined_and_head_responses() {
-    let server = Server::start();
+    let server = start_server();
     let port = server.port.to_string();
-    let out = archserve(&[
+    let out = run([
         "send",
         "127.0.0.1",
         &port,
@@ -649,7 +568,7 @@ fn send_reads_pipelined_and_head_responses() {
     assert!(text.contains("HTTP/1.1 404 Not Found\r\n"), "{text}");
     assert!(!text.contains(INDEX), "HEAD has no body: {text}");
     // --raw sends the bytes as given (here a complete request with real CRLFs).
-    let out = archserve(&[
+    let out = run([
         "send",
         "--raw",
         "127.0.0.1",
@@ -659,7 +578,7 @@ fn send_reads_pipelined_and_head_responses() {
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8(out.stdout).unwrap().ends_with(INDEX));
     // --until-close reads on after the response until the server closes.
-    let out = archserve(&[
+    let out = run([
         "send",
         "--until-close",
         "127.0.0.1",
@@ -673,7 +592,7 @@ fn send_reads_pipelined_and_head_responses() {
 #[test]
 fn send_frames_a_chunked_response_without_waiting_for_the_close() {
     let bad = BadServer::start(Misbehave::Chunked);
-    let out = archserve(&[
+    let out = run([
         "send",
         "--timeout",
         "20",
@@ -685,7 +604,7 @@ fn send_frames_a_chunked_response_without_waiting_for_the_close() {
     assert!(out.stdout.ends_with(b"world\r\n0\r\n\r\n"), "{out:?}");
     // With --until-close it keeps reading; this server never closes, so the timeout ends it
     // (an error), after the bytes that did arrive.
-    let out = archserve(&[
+    let out = run([
         "send",
         "--until-close",
         "--timeout",
@@ -711,7 +630,7 @@ fn send_failures_are_one_line_and_non_zero() {
         (reset.port.to_string(), "reset"),
         (garbage.port.to_string(), "not valid HTTP/1.1"),
     ] {
-        let out = archserve(&[
+        let out = run([
             "send",
             "--timeout",
             "0.5",
@@ -748,7 +667,7 @@ fn non_2xx_statuses_have_their_own_line_and_may_be_errors() {
         "{r}"
     );
     // Only 200 expected: the others are errors, and the run fails after its report.
-    let out = archserve(&[
+    let out = run([
         "load",
         "-c",
         "1",
@@ -789,7 +708,7 @@ fn non_2xx_statuses_have_their_own_line_and_may_be_errors() {
     assert_eq!(errors(&r), [0; 6], "{r}");
     assert_eq!(r["expect_status"], serde_json::json!([200, 404, 503]));
     // A status that is not one: exit 2 from the option parser.
-    let out = archserve(&["load", "--expect-status", "2000", &bad.url()]);
+    let out = run(["load", "--expect-status", "2000", &bad.url()]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
 

@@ -1,271 +1,213 @@
-//! Starting the built `archserve serve` on a fresh root and port 0 for each registered architecture, reading its address, signalling it, and killing its process group on drop.
+//! Starting the built `archserve` in tests: one-shot runs, processes and servers on port 0 (the address read from their first stdout line), signalled, waited for with a timeout, killed with their process group on drop, their stderr kept for failure messages.
+//!
+//! Every test that runs the binary goes through this module. Deadlines here only turn a hang
+//! into a failure; nothing asserts on time.
 
-use crate::conformance::fixture::Fixture;
-use crate::conformance::harness::{req, Conn, Response};
-use std::io::{BufRead, BufReader, Read};
+use std::ffi::OsStr;
+use std::io::{self, Read};
+use std::net::TcpListener;
+use std::ops::Deref;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::kill;
+pub use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
 /// The built server binary.
 pub const BIN: &str = env!("CARGO_BIN_EXE_archserve");
-/// How long the server gets to print its `Server listening on` line.
+/// How long a server gets to print its `Server listening on` line.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a one-shot run (`send`, `load`, `compare`, `--help`) may take.
+pub const RUN_LIMIT: Duration = Duration::from_secs(60);
+/// How long the output pipes may stay open after the process exited (a child holding them).
+const PIPE_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------------------------------------
-// Architectures
+// Commands
 // ---------------------------------------------------------------------------------------------
 
-/// The registered architecture names; `ARCHSERVE_TEST_ARCH=name` narrows the run to one.
-pub fn arch_names() -> Vec<&'static str> {
-    let only = std::env::var("ARCHSERVE_TEST_ARCH").ok();
-    archserve::arch::REGISTRY
-        .iter()
-        .map(|a| a.name)
-        .filter(|n| only.as_deref().is_none_or(|o| o == *n))
-        .filter(|n| match archserve::arch::unavailable(n) {
-            Some(why) => {
-                eprintln!("skipping architecture {n}: {why}");
-                false
-            }
-            None => true,
-        })
-        .filter(|n| {
-            let tls = crate::conformance::tls::tls_mode()
-                && !archserve::arch::find(n).is_some_and(|a| a.serves_tls);
-            if tls {
-                eprintln!("skipping architecture {n} over TLS: it does not serve HTTPS");
-            }
-            !tls
-        })
-        .collect()
-}
-
-/// Runs `test` once per registered architecture that serves HTTPS (the others refuse
-/// `--tls-cert` at start-up).
-pub fn for_each_tls_arch(test: impl Fn(&str)) {
-    for_each_arch(|arch| {
-        if archserve::arch::find(arch).is_some_and(|a| a.serves_tls) {
-            test(arch)
-        } else {
-            eprintln!("skipping architecture {arch}: it does not serve HTTPS");
-        }
-    })
-}
-
-/// Runs `test` once per registered architecture; a failure names the architecture.
-pub fn for_each_arch(test: impl Fn(&str)) {
-    let names = arch_names();
-    assert!(
-        !names.is_empty(),
-        "no architecture to test (REGISTRY empty or ARCHSERVE_TEST_ARCH matches none)"
-    );
-    for name in names {
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(name)));
-        if let Err(payload) = outcome {
-            let msg = payload
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "(non-string panic)".to_string());
-            panic!("[arch `{name}`] {msg}");
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Server process
-// ---------------------------------------------------------------------------------------------
-
-extern "C" {
-    fn kill(pid: i32, sig: i32) -> i32;
-}
-pub const SIGINT: i32 = 2;
-pub const SIGKILL: i32 = 9;
-pub const SIGTERM: i32 = 15;
-
-/// Sends `sig` to `pid` (a negative pid names a process group).
-pub fn send_signal(pid: i32, sig: i32) {
-    // SAFETY: kill(2) has no memory-safety preconditions.
-    unsafe {
-        kill(pid, sig);
-    }
-}
-
-/// Collects a child's stderr in the background (it is shown in failure messages).
-fn drain_to_buffer(mut r: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
-    let buf = Arc::new(Mutex::new(Vec::new()));
-    let b = buf.clone();
-    thread::spawn(move || {
-        let mut chunk = [0u8; 4096];
-        loop {
-            match r.read(&mut chunk) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => b.lock().unwrap().extend_from_slice(&chunk[..n]),
-            }
-        }
-    });
-    buf
-}
-
-/// Sends each stdout line through a channel (the reader keeps the pipe drained).
-fn lines_to_channel(r: impl Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(r).lines() {
-            match line {
-                Ok(l) => {
-                    if tx.send(l).is_err() {
-                        break;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-    });
-    rx
-}
-
-/// A running `archserve serve` on a fresh temporary root; killed (with its process group) on drop.
-pub struct Server {
-    pub arch: String,
-    pub port: u16,
-    pub fixture: Fixture,
-    pub first_line: String,
-    pid: i32,
-    child: Mutex<Child>,
-    lines: Mutex<Receiver<String>>,
-    stderr: Arc<Mutex<Vec<u8>>>,
-}
-
-/// Architectures that run exactly one worker refuse `-w` other than 1; the suite runs the
-/// others with `-w 2`, enough for concurrency without slowing parallel tests.
-pub fn single_worker(arch: &str) -> bool {
-    archserve::arch::REGISTRY
-        .iter()
-        .any(|a| a.name == arch && a.workers == archserve::arch::Workers::One)
-}
-
-/// The command line `archserve serve --arch NAME --port 0 --root ROOT [-w 2] EXTRA...`.
-pub fn serve_command(arch: &str, root: &Path, extra: &[&str]) -> Command {
+/// `archserve ARGS` with stdin closed, stdout and stderr piped, in a process group of its own
+/// (so that dropping the [`Process`] also kills the workers of multi-process architectures).
+pub fn command<I, S>(args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
     let mut cmd = Command::new(BIN);
-    cmd.arg("serve")
-        .args(["--arch", arch, "--port", "0", "--root"])
-        .arg(root);
-    if !extra.iter().any(|a| *a == "-w" || *a == "--workers") && !single_worker(arch) {
-        cmd.args(["-w", "2"]);
-    }
-    cmd.args(crate::conformance::tls::serve_args());
-    cmd.args(extra)
+    cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        // Own process group: Drop kills workers of multi-process architectures too.
         .process_group(0);
     cmd
 }
 
-impl Server {
-    pub fn start(arch: &str) -> Server {
-        Server::start_with(arch, &[])
+/// `archserve serve --port 0 ARGS`.
+pub fn serve_command<I, S>(args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut cmd = command(["serve", "--port", "0"]);
+    cmd.args(args);
+    cmd
+}
+
+/// Runs `archserve ARGS` to its end (failing after [`RUN_LIMIT`]); its exit status and output.
+pub fn run<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    run_command(command(args))
+}
+
+/// Runs a prepared command (from [`command`] or [`serve_command`]) to its end, as [`run`].
+pub fn run_command(cmd: Command) -> Output {
+    Process::spawn(cmd).finish(RUN_LIMIT)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ports
+// ---------------------------------------------------------------------------------------------
+
+/// A port with nothing listening on it (bound, then released): for a refused connection, or a
+/// second port a server is told to bind.
+pub fn closed_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+/// Binds `127.0.0.1:PORT` and releases it: Ok when no socket holds the port any more.
+pub fn rebind(port: u16) -> io::Result<()> {
+    TcpListener::bind(("127.0.0.1", port)).map(drop)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output pipes
+// ---------------------------------------------------------------------------------------------
+
+/// What a reader thread collected from one output pipe of the child. The thread keeps the pipe
+/// drained, so the child never blocks on a full pipe.
+struct Pipe {
+    bytes: Arc<Mutex<Vec<u8>>>,
+    /// Disconnected once the reader thread has stopped (end of file, or after the first line).
+    done: Mutex<Receiver<()>>,
+}
+
+impl Pipe {
+    /// Reads `r` to its end in a thread. With `lines`, each complete line (without `\n` or
+    /// `\r\n`) is also sent there.
+    fn read(mut r: impl Read + Send + 'static, lines: Option<Sender<String>>) -> Pipe {
+        let bytes = Arc::new(Mutex::new(Vec::new()));
+        let (done_tx, done) = mpsc::channel::<()>();
+        let all = bytes.clone();
+        thread::spawn(move || {
+            let _done = done_tx;
+            let mut chunk = [0u8; 4096];
+            let mut line = Vec::new();
+            loop {
+                let n = match r.read(&mut chunk) {
+                    Ok(0) => return,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => return,
+                };
+                all.lock().unwrap().extend_from_slice(&chunk[..n]);
+                let Some(tx) = &lines else { continue };
+                for &b in &chunk[..n] {
+                    if b != b'\n' {
+                        line.push(b);
+                        continue;
+                    }
+                    let text = line.strip_suffix(b"\r").unwrap_or(&line);
+                    let _ = tx.send(String::from_utf8_lossy(text).into_owned());
+                    line.clear();
+                }
+            }
+        });
+        Pipe {
+            bytes,
+            done: Mutex::new(done),
+        }
     }
 
-    pub fn start_with(arch: &str, extra: &[&str]) -> Server {
-        Server::start_full(arch, extra, true)
+    fn bytes(&self) -> Vec<u8> {
+        self.bytes.lock().unwrap().clone()
     }
 
-    /// Starts the server; `with_404` controls whether `ROOT/404.html` exists.
-    pub fn start_full(arch: &str, extra: &[&str], with_404: bool) -> Server {
-        let fixture = Fixture::new(with_404);
-        let cmd = serve_command(arch, &fixture.root, extra);
-        Server::from_command(arch, cmd, fixture)
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes.lock().unwrap()).into_owned()
     }
 
-    /// Starts a prepared command (normally from [`serve_command`], e.g. with a `pre_exec` added)
-    /// serving `fixture`, and waits for its `Server listening on` line.
-    pub fn from_command(arch: &str, mut cmd: Command, fixture: Fixture) -> Server {
+    /// True once the reader has stopped, waiting at most `timeout`.
+    fn wait_done(&self, timeout: Duration) -> bool {
+        matches!(
+            self.done.lock().unwrap().recv_timeout(timeout),
+            Err(RecvTimeoutError::Disconnected)
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+// ---------------------------------------------------------------------------------------------
+
+/// A running `archserve` with its output collected; killed with its process group on drop.
+pub struct Process {
+    pid: i32,
+    /// The command line, for failure messages.
+    shown: String,
+    child: Mutex<Child>,
+    lines: Mutex<Receiver<String>>,
+    stdout: Pipe,
+    stderr: Pipe,
+}
+
+impl Process {
+    /// Spawns `cmd` (normally from [`command`] or [`serve_command`]).
+    pub fn spawn(mut cmd: Command) -> Process {
         let shown = format!("{:?}", cmd.get_args().collect::<Vec<_>>());
         let mut child = cmd
             .spawn()
-            .unwrap_or_else(|e| panic!("[{arch}] cannot spawn {BIN}: {e}"));
-        let lines = Mutex::new(lines_to_channel(child.stdout.take().expect("stdout")));
-        let stderr = drain_to_buffer(child.stderr.take().expect("stderr"));
-        let mut server = Server {
-            arch: arch.to_string(),
-            port: 0,
-            fixture,
-            first_line: String::new(),
+            .unwrap_or_else(|e| panic!("cannot spawn {BIN} {shown}: {e}"));
+        let (tx, lines) = mpsc::channel();
+        let stdout = Pipe::read(child.stdout.take().expect("stdout"), Some(tx));
+        let stderr = Pipe::read(child.stderr.take().expect("stderr"), None);
+        Process {
             pid: child.id() as i32,
+            shown,
             child: Mutex::new(child),
-            lines,
+            lines: Mutex::new(lines),
+            stdout,
             stderr,
-        };
-        let first = match server.lines.lock().unwrap().recv_timeout(STARTUP_TIMEOUT) {
-            Ok(l) => l,
-            Err(RecvTimeoutError::Timeout) => panic!(
-                "[{arch}] no `Server listening on` line within {STARTUP_TIMEOUT:?} (args {shown}); stderr: {}",
-                server.stderr_text()
-            ),
-            Err(RecvTimeoutError::Disconnected) => {
-                let status = server.child.lock().unwrap().wait().ok();
-                panic!(
-                    "[{arch}] server exited before printing its address (status {status:?}, args {shown}); stderr: {}",
-                    server.stderr_text()
-                )
-            }
-        };
-        let port = first
-            .strip_prefix("Server listening on 127.0.0.1:")
-            .and_then(|p| p.trim().parse::<u16>().ok())
-            .unwrap_or_else(|| {
-                panic!("[{arch}] first stdout line is not `Server listening on 127.0.0.1:PORT`: {first:?}")
-            });
-        assert_ne!(
-            port, 0,
-            "[{arch}] server printed port 0 instead of the real port"
-        );
-        server.port = port;
-        server.first_line = first;
-        server
+        }
     }
 
-    /// True while the server process has not exited.
+    /// Sends `sig` to the process.
+    pub fn signal(&self, sig: Signal) {
+        kill(Pid::from_raw(self.pid), sig).expect("kill");
+    }
+
+    /// Sends `sig` to the process group (the process and the workers it forked).
+    pub fn signal_group(&self, sig: Signal) {
+        kill(Pid::from_raw(-self.pid), sig).expect("kill");
+    }
+
+    /// True while the process has not exited.
     pub fn is_running(&self) -> bool {
         matches!(self.child.lock().unwrap().try_wait(), Ok(None))
     }
 
-    pub fn pid(&self) -> i32 {
-        self.pid
-    }
-
-    pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// The URL of `path` (https://localhost:PORT in the TLS mode: the test certificate's name).
-    pub fn url(&self, path: &str) -> String {
-        if crate::conformance::tls::tls_mode() {
-            format!("https://localhost:{}{}", self.port, path)
-        } else {
-            format!("http://127.0.0.1:{}{}", self.port, path)
-        }
-    }
-
-    pub fn stderr_text(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
-    }
-
-    /// The next stdout line after the first, if one comes within `timeout`.
-    pub fn next_line(&self, timeout: Duration) -> Option<String> {
-        self.lines.lock().unwrap().recv_timeout(timeout).ok()
-    }
-
-    /// Waits (bounded) for the server to exit; `None` if it is still running after `timeout`.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+    /// Waits (bounded) for the process to exit; `None` if it still runs after `timeout`.
+    pub fn wait_exit(&self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.lock().unwrap().try_wait().expect("try_wait") {
@@ -278,32 +220,137 @@ impl Server {
         }
     }
 
-    /// A new raw connection to the server.
-    pub fn connect(&self) -> Conn {
-        Conn::open(&self.addr(), &self.arch)
+    /// The next stdout line not yet taken, if one comes within `timeout`.
+    pub fn next_line(&self, timeout: Duration) -> Option<String> {
+        self.lines.lock().unwrap().recv_timeout(timeout).ok()
     }
 
-    /// One request on a fresh connection, first response returned.
-    pub fn exchange(&self, request: &[u8]) -> Response {
-        let mut c = self.connect();
-        c.send(request);
-        c.response_for(request)
+    pub fn stderr_text(&self) -> String {
+        self.stderr.text()
     }
 
-    /// `GET target` (HTTP/1.1, `Connection: close`) on a fresh connection.
-    pub fn get(&self, target: &str) -> Response {
-        self.exchange(&req("GET", target, &["Connection: close"]))
+    /// Waits for the exit (failing after `limit`) and for both output pipes to close; returns
+    /// the exit status and everything the process wrote.
+    pub fn finish(self, limit: Duration) -> Output {
+        let status = self.wait_exit(limit).unwrap_or_else(|| {
+            panic!(
+                "archserve {} did not finish within {limit:?}; stdout: {}; stderr: {}",
+                self.shown,
+                self.stdout.text(),
+                self.stderr.text()
+            )
+        });
+        for (name, pipe) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
+            assert!(
+                pipe.wait_done(PIPE_CLOSE_TIMEOUT),
+                "archserve {} exited but its {name} stayed open (a child of it holds the pipe)",
+                self.shown
+            );
+        }
+        Output {
+            status,
+            stdout: self.stdout.bytes(),
+            stderr: self.stderr.bytes(),
+        }
     }
 }
 
-impl Drop for Server {
+impl Drop for Process {
     fn drop(&mut self) {
-        let pid = self.pid;
         let child = self.child.get_mut().unwrap_or_else(|p| p.into_inner());
         // The whole process group: workers of multi-process architectures die with the leader
         // (also when the leader is already gone).
-        send_signal(-pid, SIGKILL);
+        let _ = kill(Pid::from_raw(-self.pid), Signal::SIGKILL);
         let _ = child.kill();
         let _ = child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Servers
+// ---------------------------------------------------------------------------------------------
+
+/// The port in `Server listening on 127.0.0.1:PORT`, the first line a server prints.
+fn listening_port(line: &str) -> Option<u16> {
+    line.strip_prefix("Server listening on 127.0.0.1:")?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// A running `archserve serve` whose address is known; a [`Process`] otherwise.
+pub struct Server {
+    process: Process,
+    pub port: u16,
+    /// The `Server listening on` line.
+    pub first_line: String,
+    /// The temporary root of [`Server::with_index`], removed after the server is killed.
+    _root: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// Starts `archserve serve --port 0 --root ROOT ARGS` on a new temporary root holding only
+    /// `index.html` with `index`; the root lives as long as the server.
+    pub fn with_index(index: &str, args: &[&str]) -> Server {
+        let root = tempfile::tempdir().expect("tempdir");
+        std::fs::write(root.path().join("index.html"), index).expect("write index.html");
+        let mut cmd = serve_command(["--root".as_ref(), root.path().as_os_str()]);
+        cmd.args(args);
+        let mut server = Server::spawn(cmd);
+        server._root = Some(root);
+        server
+    }
+
+    /// Starts a prepared command (normally from [`serve_command`], e.g. with a `pre_exec`
+    /// added) and waits for its `Server listening on` line.
+    pub fn spawn(cmd: Command) -> Server {
+        Server::from_process(Process::spawn(cmd))
+    }
+
+    fn from_process(process: Process) -> Server {
+        let shown = &process.shown;
+        let first = match process.lines.lock().unwrap().recv_timeout(STARTUP_TIMEOUT) {
+            Ok(l) => l,
+            Err(RecvTimeoutError::Timeout) => panic!(
+                "no `Server listening on` line within {STARTUP_TIMEOUT:?} (args {shown}); stderr: {}",
+                process.stderr_text()
+            ),
+            Err(RecvTimeoutError::Disconnected) => {
+                let status = process.wait_exit(STARTUP_TIMEOUT);
+                panic!(
+                    "server exited before printing its address (status {status:?}, args {shown}); stderr: {}",
+                    process.stderr_text()
+                )
+            }
+        };
+        let port = listening_port(&first).unwrap_or_else(|| {
+            panic!("first stdout line is not `Server listening on 127.0.0.1:PORT`: {first:?} (args {shown})")
+        });
+        assert_ne!(
+            port, 0,
+            "server printed port 0 instead of the real port (args {shown})"
+        );
+        Server {
+            process,
+            port,
+            first_line: first,
+            _root: None,
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+}
+
+impl Deref for Server {
+    type Target = Process;
+
+    fn deref(&self) -> &Process {
+        &self.process
     }
 }

@@ -44,7 +44,7 @@ fn curl_get_head_range_and_conditional() {
         return;
     }
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         // GET with the head shown.
         let out = curl(&["-i", &srv.url("/a.txt")]);
         let rs = parse_all(&out).unwrap_or_else(|e| panic!("curl -i /a.txt: {e}"));
@@ -99,7 +99,7 @@ fn curl_reuses_the_connection_and_downloads_big_files_exactly() {
         return;
     }
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         // Several URLs in one curl run share a keep-alive connection.
         let out = curl(&[
             "-i",
@@ -130,7 +130,7 @@ fn curl_path_as_is_traversal_is_refused() {
         return;
     }
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         for path in [
             "/../secret.txt",
             "/../../../../../../../etc/passwd",
@@ -175,7 +175,7 @@ fn ureq_get_head_range_conditional_and_redirect() {
         return;
     }
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         let a = agent();
 
         let r = call(a.get(&srv.url("/a.txt")));
@@ -228,7 +228,7 @@ fn ureq_keep_alive_agent_big_file_and_workloads() {
         return;
     }
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         let a = agent();
         // One agent, many requests: ureq pools the connection between them.
         for _ in 0..5 {

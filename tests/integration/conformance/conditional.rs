@@ -4,7 +4,7 @@ use super::harness::*;
 
 /// Sends `GET /a.txt` with `headers` (then a pipelined GET, to prove a 304 carried no body) and
 /// checks the status.
-fn expect_status(srv: &Server, headers: &[&str], status: u16) {
+fn expect_status(srv: &ArchServer, headers: &[&str], status: u16) {
     let etag = srv.fixture.etag("a.txt");
     let mut c = srv.connect();
     let request = req("GET", "/a.txt", headers);
@@ -37,7 +37,7 @@ fn expect_status(srv: &Server, headers: &[&str], status: u16) {
 #[test]
 fn if_none_match_matching_is_304() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         let etag = srv.fixture.etag("a.txt");
         let weak = format!("W/{etag}");
         let list = format!("\"nope\", {etag}, \"other\"");
@@ -57,7 +57,7 @@ fn if_none_match_matching_is_304() {
 #[test]
 fn if_none_match_not_matching_is_200() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         let other = srv.fixture.etag("style.css");
         for value in [
             "\"nope\"",
@@ -73,7 +73,7 @@ fn if_none_match_not_matching_is_200() {
 #[test]
 fn if_modified_since_not_before_mtime_is_304() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         let exact = http_date(MTIME_SECS);
         let later = http_date(MTIME_SECS + 86_400 * 365); // 2021, after the mtime, before now
         let future = http_date(now_secs() + 86_400);
@@ -86,7 +86,7 @@ fn if_modified_since_not_before_mtime_is_304() {
 #[test]
 fn if_modified_since_before_mtime_or_invalid_is_200() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         let earlier = http_date(MTIME_SECS - 1);
         let old = http_date(784_111_777);
         for value in [earlier.as_str(), old.as_str(), "not a date", "yesterday"] {
@@ -98,7 +98,7 @@ fn if_modified_since_before_mtime_or_invalid_is_200() {
 #[test]
 fn if_none_match_takes_precedence_over_if_modified_since() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         let etag = srv.fixture.etag("a.txt");
         let future = http_date(now_secs() + 86_400);
         let old = http_date(784_111_777);
@@ -126,7 +126,7 @@ fn if_none_match_takes_precedence_over_if_modified_since() {
 #[test]
 fn conditional_head_is_304() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         let etag = srv.fixture.etag("a.txt");
         let mut c = srv.connect();
         let request = req("HEAD", "/a.txt", &[&format!("If-None-Match: {etag}")]);
@@ -140,7 +140,7 @@ fn conditional_head_is_304() {
 #[test]
 fn etag_from_a_get_revalidates() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         for target in ["/", "/index.html", "/data.bin", "/empty.txt", "/sub/"] {
             let first = srv.get(target);
             assert_eq!(first.status, 200, "GET {target}: {}", first.summary());
@@ -178,7 +178,7 @@ fn if_modified_since_accepts_the_obsolete_date_formats() {
     // RFC 9110 §5.6.7: recipients MUST accept IMF-fixdate, RFC 850 and asctime dates.
     // 2021-01-01 (a Friday) is after the fixture mtime (2020-01-01) and before now.
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         for value in ["Friday, 01-Jan-21 00:00:00 GMT", "Fri Jan  1 00:00:00 2021"] {
             expect_status(&srv, &[&format!("If-Modified-Since: {value}")], 304);
         }
@@ -192,7 +192,7 @@ fn if_modified_since_accepts_the_obsolete_date_formats() {
 fn conditional_is_evaluated_before_range() {
     // RFC 9110 §13.2.2: If-None-Match is evaluated before Range, so a match is a 304.
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         let etag = srv.fixture.etag("a.txt");
         expect_status(
             &srv,

@@ -3,7 +3,7 @@
 use super::harness::*;
 
 /// Asserts a 200 for `rel` with exact body and the full file head of the contract.
-fn check_file(srv: &Server, target: &str, rel: &str, content_type: &str) {
+fn check_file(srv: &ArchServer, target: &str, rel: &str, content_type: &str) {
     let r = srv.get(target);
     let what = format!("GET {target}");
     assert_eq!(r.status, 200, "{what}: {}", r.summary());
@@ -42,7 +42,7 @@ fn check_file(srv: &Server, target: &str, rel: &str, content_type: &str) {
 #[test]
 fn get_files_have_the_full_head_and_content_type_per_extension() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         check_file(
             &srv,
             "/index.html",
@@ -70,7 +70,7 @@ fn get_files_have_the_full_head_and_content_type_per_extension() {
 #[test]
 fn keep_alive_response_says_keep_alive() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         let mut c = srv.connect();
         let request = req("GET", "/a.txt", &[]);
         c.send(&request);
@@ -87,7 +87,7 @@ fn keep_alive_response_says_keep_alive() {
 #[test]
 fn root_maps_to_index_html() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         let r = srv.get("/");
         assert_eq!(r.status, 200, "GET /: {}", r.summary());
         check_common(&r, "GET /");
@@ -103,7 +103,7 @@ fn root_maps_to_index_html() {
 #[test]
 fn empty_file_is_200_with_zero_length() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         let r = srv.get("/empty.txt");
         assert_eq!(r.status, 200, "GET /empty.txt: {}", r.summary());
         check_common(&r, "GET /empty.txt");
@@ -119,7 +119,7 @@ fn empty_file_is_200_with_zero_length() {
 #[test]
 fn big_file_is_streamed_byte_exact() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         let mut c = srv.connect();
         // Twice on one connection: the second answer proves the first ended exactly.
         c.send(&req("GET", "/big.bin", &[]));
@@ -142,7 +142,7 @@ fn big_file_is_streamed_byte_exact() {
 #[test]
 fn directory_without_slash_redirects() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         for (target, location) in [("/sub", "/sub/"), ("/nodir", "/nodir/")] {
             let r = srv.get(target);
             let what = format!("GET {target}");
@@ -161,7 +161,7 @@ fn directory_without_slash_redirects() {
 #[test]
 fn directory_with_slash_serves_its_index_or_404() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         let r = srv.get("/sub/");
         assert_eq!(r.status, 200, "GET /sub/: {}", r.summary());
         assert_eq!(r.body_text(), SUB_INDEX_HTML);
@@ -183,7 +183,7 @@ fn directory_with_slash_serves_its_index_or_404() {
 #[test]
 fn missing_file_gets_404_html_as_body() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         for target in [
             "/nope.txt",
             "/sub/nope.html",
@@ -211,7 +211,7 @@ fn missing_file_gets_404_html_as_body() {
 #[test]
 fn missing_file_without_404_html_is_still_404() {
     for_each_arch(|arch| {
-        let srv = Server::start_full(arch, &[], false);
+        let srv = ArchServer::start_full(arch, &[], false);
         let r = srv.get("/nope.txt");
         assert_eq!(r.status, 404, "GET /nope.txt: {}", r.summary());
         check_common(&r, "GET /nope.txt without 404.html");
@@ -234,7 +234,7 @@ fn missing_file_without_404_html_is_still_404() {
 #[test]
 fn query_and_fragment_are_ignored() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         for (target, body) in [
             ("/index.html?x=1", INDEX_HTML),
             ("/?x=1&y=2", INDEX_HTML),
@@ -254,7 +254,7 @@ fn query_and_fragment_are_ignored() {
 #[test]
 fn percent_encoded_names_are_decoded_once() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         for (target, status, body) in [
             ("/with%20space.txt", 200, "SPACE-FILE\n"),
             ("/caf%C3%A9.txt", 200, "UTF8-FILE\n"),
@@ -277,7 +277,7 @@ fn percent_encoded_names_are_decoded_once() {
 #[test]
 fn server_header_names_archserve_and_its_version() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         for target in ["/a.txt", "/nope", "/cpu?n=10"] {
             let r = srv.get(target);
             assert_eq!(

@@ -6,7 +6,7 @@ use std::time::Duration;
 #[test]
 fn unsupported_versions_get_505_and_close() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         for v in ["HTTP/2.0", "HTTP/1.2", "HTTP/3.0", "HTTP/9.9"] {
             let request = format!("GET /a.txt {v}\r\nHost: localhost\r\n\r\n");
             expect_error_and_close(&srv, request.as_bytes(), 505);
@@ -17,7 +17,7 @@ fn unsupported_versions_get_505_and_close() {
 #[test]
 fn garbage_versions_get_400() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         for v in [
             "FOO/1.1",
             "HTTP/1",
@@ -38,7 +38,7 @@ fn garbage_versions_get_400() {
 #[test]
 fn malformed_request_lines_get_400() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         for request in [
             // No target, no version (nginx: 400). Whitespace variants are left out: nginx
             // tolerates extra spaces, and the contract is silent on them.
@@ -57,7 +57,7 @@ fn malformed_request_lines_get_400() {
 #[test]
 fn keep_alive_is_the_default_on_http_1_1() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         let mut c = srv.connect();
         for (i, target) in ["/a.txt", "/style.css", "/nope", "/", "/a.txt"]
             .iter()
@@ -82,7 +82,7 @@ fn keep_alive_is_the_default_on_http_1_1() {
 #[test]
 fn connection_close_is_honoured() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         for header in [
             "Connection: close",
             "Connection: Close",
@@ -108,7 +108,7 @@ fn connection_close_is_honoured() {
 #[test]
 fn http_1_0_closes_by_default_and_keeps_alive_on_request() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         // No Host needed on 1.0.
         let mut c = srv.connect();
         let request = b"GET /a.txt HTTP/1.0\r\n\r\n";
@@ -154,7 +154,7 @@ fn http_1_0_closes_by_default_and_keeps_alive_on_request() {
 #[test]
 fn pipelined_requests_are_answered_in_order() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         let targets = [
             ("/a.txt", 200, A_TXT.as_bytes().to_vec()),
             ("/nope.txt", 404, NOT_FOUND_HTML.as_bytes().to_vec()),
@@ -188,7 +188,7 @@ fn pipelined_requests_are_answered_in_order() {
 #[test]
 fn pipelined_requests_split_at_odd_places_are_answered() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         let mut all = req("GET", "/a.txt", &[]);
         all.extend(req("HEAD", "/style.css", &[]));
         all.extend(req("GET", "/style.css", &["Connection: close"]));
@@ -212,7 +212,7 @@ fn pipelined_requests_split_at_odd_places_are_answered() {
 #[test]
 fn get_with_content_length_body_is_discarded() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         let body = "GET /empty.txt HTTP/1.1\r\nHost: x\r\n\r\n";
         let mut request = format!(
             "GET /a.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}",
@@ -240,7 +240,7 @@ fn get_with_content_length_body_is_discarded() {
 #[test]
 fn transfer_encoding_is_rejected_and_closes() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         let chunked =
             "GET /a.txt HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
         expect_error_and_close(&srv, chunked.as_bytes(), 411);
@@ -266,7 +266,7 @@ fn transfer_encoding_is_rejected_and_closes() {
 #[test]
 fn bad_content_length_is_400_and_closes() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         for cl in [
             "Content-Length: 5\r\nContent-Length: 5",
             "Content-Length: 5\r\nContent-Length: 6",
@@ -286,7 +286,7 @@ fn bad_content_length_is_400_and_closes() {
 #[test]
 fn malformed_header_sections_are_400_and_close() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         for request in [
             // obs-fold
             "GET /a.txt HTTP/1.1\r\nHost: localhost\r\nX-A: b\r\n c\r\n\r\n",
@@ -313,7 +313,7 @@ fn malformed_header_sections_are_400_and_close() {
 #[test]
 fn control_and_non_ascii_bytes_in_the_target_are_400_and_close() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         for target in [
             &b"/a\x01.txt"[..],
             b"/a\x7f.txt",
@@ -334,7 +334,7 @@ fn control_and_non_ascii_bytes_in_the_target_are_400_and_close() {
 #[test]
 fn incomplete_requests_never_get_a_2xx() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         for partial in [
             "GET /a.txt HTTP/1.1\r\nHost: localhost\r\n",
             "GET /a.txt HTTP/1.1\r\nHost: localhost",
@@ -379,7 +379,7 @@ fn incomplete_requests_never_get_a_2xx() {
 #[test]
 fn a_request_after_an_error_is_not_answered() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         // After a 400 the server closes; the pipelined GET behind it must not be served.
         let mut request = b"GET /a.txt HTTP/1.1\r\nHost: localhost\r\nHost: other\r\n\r\n".to_vec();
         request.extend(req("GET", "/style.css", &[]));
@@ -396,7 +396,7 @@ fn empty_line_before_the_request_line_is_ignored() {
     // RFC 9112 §2.2: a server SHOULD ignore at least one empty line before the request-line
     // (nginx does); clients that add CRLF after a body rely on it.
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         let mut request = b"\r\n".to_vec();
         request.extend(req("GET", "/a.txt", &["Connection: close"]));
         let r = srv.exchange(&request);
@@ -408,7 +408,7 @@ fn empty_line_before_the_request_line_is_ignored() {
 #[test]
 fn a_hundred_pipelined_requests_are_all_answered_in_order() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         let targets = ["/a.txt", "/style.css", "/nope", "/empty.txt"];
         let mut all = Vec::new();
         for i in 0..100 {
@@ -436,7 +436,7 @@ fn a_hundred_pipelined_requests_are_all_answered_in_order() {
 #[test]
 fn content_length_with_leading_zeros_or_zero_is_valid() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         for (cl, body) in [("005", "hello"), ("0", ""), ("  3  ", "abc")] {
             let mut request = format!(
                 "GET /a.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length:{cl}\r\n\r\n{body}"
@@ -462,7 +462,7 @@ fn pipelining_large_responses_with_backpressure() {
     // The client writes 30 requests for 100 KiB each from one thread while another reads: the
     // server must keep answering in order when its writes block, without losing requests.
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         let mut c = srv.connect();
         let mut writer = c.stream.try_clone().expect("clone stream");
         let sender = std::thread::spawn(move || {
@@ -501,7 +501,7 @@ fn bytes_that_cannot_start_a_request_get_400_at_once() {
         b"\x00\x01\x02\x03\xff\xfe",
     ];
     for_each_arch(|arch| {
-        let srv = Server::start_with(arch, &["--header-timeout", "60"]);
+        let srv = ArchServer::start_with(arch, &["--header-timeout", "60"]);
         for input in inputs {
             let mut c = srv.connect();
             c.send(input);

@@ -1,9 +1,10 @@
-//! Test harness: raw-byte connections, a small HTTP/1.1 response parser (pipelined responses, HEAD/204/304 without body) and the shared assertions; re-exports the fixture and server helpers so tests `use super::harness::*`.
+//! Test harness: raw-byte connections, a small HTTP/1.1 response parser (pipelined responses, HEAD/204/304 without body) and the shared assertions; re-exports the fixture, architecture and server helpers so tests `use super::harness::*`.
 //!
 //! Every test starts its own server (`--port 0`, its own temporary root), so tests are independent
 //! and run in parallel. Nothing here asserts on time: timeouts only turn a hung server into a
 //! failing test instead of a hanging one.
 
+pub use super::arch::*;
 pub use super::fixture::*;
 pub use crate::server::*;
 use std::io::{self, Read, Write};
@@ -212,6 +213,25 @@ impl Conn {
         let r = self.fill();
         self.stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
         r.is_err() && self.buf.is_empty()
+    }
+}
+
+impl ArchServer {
+    /// A new raw connection to the server.
+    pub fn connect(&self) -> Conn {
+        Conn::open(&self.addr(), &self.arch)
+    }
+
+    /// One request on a fresh connection, first response returned.
+    pub fn exchange(&self, request: &[u8]) -> Response {
+        let mut c = self.connect();
+        c.send(request);
+        c.response_for(request)
+    }
+
+    /// `GET target` (HTTP/1.1, `Connection: close`) on a fresh connection.
+    pub fn get(&self, target: &str) -> Response {
+        self.exchange(&req("GET", target, &["Connection: close"]))
     }
 }
 
@@ -437,7 +457,7 @@ pub fn check_common(r: &Response, what: &str) {
 }
 
 /// An error answer that must end the connection: the status, `Connection: close`, then EOF.
-pub fn expect_error_and_close(srv: &Server, request: &[u8], status: u16) {
+pub fn expect_error_and_close(srv: &ArchServer, request: &[u8], status: u16) {
     let mut c = srv.connect();
     c.send(request);
     let r = c.response_for(request);

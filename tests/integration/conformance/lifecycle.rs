@@ -2,9 +2,9 @@
 
 use super::harness::*;
 use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -29,9 +29,9 @@ fn registry_lists_threads() {
 fn startup_prints_address_then_one_line_per_worker() {
     for_each_arch(|arch| {
         let (srv, workers) = if single_worker(arch) {
-            (Server::start(arch), 1)
+            (ArchServer::start(arch), 1)
         } else {
-            (Server::start_with(arch, &["-w", "3"]), 3)
+            (ArchServer::start_with(arch, &["-w", "3"]), 3)
         };
         let prefix = format!(
             "Starting connection worker for 127.0.0.1:{}, pid: ",
@@ -58,10 +58,7 @@ fn startup_prints_address_then_one_line_per_worker() {
 
 #[test]
 fn help_lists_every_architecture() {
-    let out = Command::new(BIN)
-        .args(["serve", "--help"])
-        .output()
-        .expect("run archserve serve --help");
+    let out = run(["serve", "--help"]);
     assert!(
         out.status.success(),
         "serve --help exit status {:?}",
@@ -79,27 +76,9 @@ fn help_lists_every_architecture() {
 
 /// Runs `archserve serve ARGS` expecting a startup failure; returns its output.
 fn run_failing(args: &[&str]) -> Output {
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn archserve");
-    let deadline = Instant::now() + EXIT_TIMEOUT;
-    while child.try_wait().expect("try_wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
-            panic!(
-                "`archserve serve {args:?}` should fail at startup but kept running; stdout: {}",
-                String::from_utf8_lossy(&out.stdout)
-            );
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("output")
+    let mut cmd = command(["serve"]);
+    cmd.args(args);
+    Process::spawn(cmd).finish(EXIT_TIMEOUT)
 }
 
 /// A startup error: non-zero exit, no listening line, stderr's first line starts `error:`;
@@ -191,13 +170,9 @@ fn bad_flag_values_are_rejected() {
     }
 }
 
-fn port_is_free(port: u16) -> bool {
-    TcpListener::bind(("127.0.0.1", port)).is_ok()
-}
-
-fn graceful_with(sig: i32, group: bool) {
+fn graceful_with(sig: Signal, group: bool) {
     for_each_arch(|arch| {
-        let mut srv = Server::start_with(arch, &["--grace", "10"]);
+        let srv = ArchServer::start_with(arch, &["--grace", "10"]);
         let port = srv.port;
         let mut c = srv.connect();
         // A first answer proves the connection was accepted and is being served (not waiting
@@ -210,7 +185,11 @@ fn graceful_with(sig: i32, group: bool) {
         // Give the server time to read the request it is already waiting for.
         thread::sleep(Duration::from_millis(300));
         assert!(srv.is_running(), "server died before the signal");
-        send_signal(if group { -srv.pid() } else { srv.pid() }, sig);
+        if group {
+            srv.signal_group(sig);
+        } else {
+            srv.signal(sig);
+        }
         let r = c.response_for(&request);
         assert_eq!(
             r.status,
@@ -230,18 +209,20 @@ fn graceful_with(sig: i32, group: bool) {
             TcpStream::connect(("127.0.0.1", port)).is_err(),
             "port {port} still accepts connections after exit"
         );
-        assert!(port_is_free(port), "port {port} not freed after exit");
+        if let Err(e) = rebind(port) {
+            panic!("port {port} not freed after exit: {e}");
+        }
     });
 }
 
 #[test]
 fn sigterm_finishes_the_in_flight_request_and_exits_0() {
-    graceful_with(SIGTERM, false);
+    graceful_with(Signal::SIGTERM, false);
 }
 
 #[test]
 fn sigint_to_the_process_group_is_graceful_too() {
-    graceful_with(SIGINT, true);
+    graceful_with(Signal::SIGINT, true);
 }
 
 #[test]
@@ -249,14 +230,14 @@ fn idle_keep_alive_connections_do_not_block_shutdown() {
     for_each_arch(|arch| {
         // Without deferred accept, so the silent connection below is accepted and waiting for
         // its first request when the signal comes (the `stopping` notice's case).
-        let mut srv = Server::start_with(arch, &["--grace", "2", "--no-defer-accept"]);
+        let srv = ArchServer::start_with(arch, &["--grace", "2", "--no-defer-accept"]);
         let mut c = srv.connect();
         let request = req("GET", "/a.txt", &[]);
         c.send(&request);
         assert_eq!(c.response_for(&request).status, 200);
         // `c` stays open and idle, as does a connection that never sent a byte.
         let _silent = srv.connect();
-        send_signal(srv.pid(), SIGTERM);
+        srv.signal(Signal::SIGTERM);
         let status = srv.wait_exit(EXIT_TIMEOUT).unwrap_or_else(|| {
             panic!(
                 "idle keep-alive connections kept the server alive {EXIT_TIMEOUT:?} after SIGTERM"

@@ -21,7 +21,7 @@ fn with_fields(count: usize, pad: usize) -> Vec<u8> {
 #[test]
 fn request_line_over_default_limit_is_414() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         let request = req("GET", &long_target(9000), &[]);
         expect_error_and_close(&srv, &request, 414);
         // Well under 8 KiB: an ordinary 404.
@@ -38,7 +38,7 @@ fn request_line_over_default_limit_is_414() {
 #[test]
 fn request_line_limit_is_configurable() {
     for_each_arch(|arch| {
-        let srv = Server::start_with(arch, &["--max-line", "100"]);
+        let srv = ArchServer::start_with(arch, &["--max-line", "100"]);
         expect_error_and_close(&srv, &req("GET", &long_target(200), &[]), 414);
         let r = srv.exchange(&req("GET", &long_target(40), &["Connection: close"]));
         assert_eq!(
@@ -53,7 +53,7 @@ fn request_line_limit_is_configurable() {
 #[test]
 fn head_over_default_size_is_431() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         // 40 fields of ~1 KB: about 40 KB > 32 KiB, with the field count under 100.
         expect_error_and_close(&srv, &with_fields(40, 1000), 431);
         // 20 fields of ~1 KB: about 20 KB, accepted.
@@ -66,7 +66,7 @@ fn head_over_default_size_is_431() {
 #[test]
 fn field_count_over_default_limit_is_431() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         expect_error_and_close(&srv, &with_fields(101, 4), 431);
         let r = srv.exchange(&with_fields(100, 4));
         assert_eq!(
@@ -81,7 +81,7 @@ fn field_count_over_default_limit_is_431() {
 #[test]
 fn head_limits_are_configurable() {
     for_each_arch(|arch| {
-        let srv = Server::start_with(
+        let srv = ArchServer::start_with(
             arch,
             &[
                 "--max-line",
@@ -114,7 +114,7 @@ fn head_limits_are_configurable() {
 #[test]
 fn partial_head_times_out_with_408() {
     for_each_arch(|arch| {
-        let srv = Server::start_with(arch, &["--header-timeout", "1"]);
+        let srv = ArchServer::start_with(arch, &["--header-timeout", "1"]);
         for partial in ["GET /a.txt HTTP/1.1\r\nHost: localhost\r\n", "GET /a.tx"] {
             let mut c = srv.connect();
             c.send(partial.as_bytes());
@@ -143,7 +143,7 @@ fn partial_head_times_out_with_408() {
 #[test]
 fn idle_keep_alive_connection_is_closed_after_idle_timeout() {
     for_each_arch(|arch| {
-        let srv = Server::start_with(arch, &["--idle-timeout", "1"]);
+        let srv = ArchServer::start_with(arch, &["--idle-timeout", "1"]);
         let mut c = srv.connect();
         let request = req("GET", "/a.txt", &[]);
         c.send(&request);
@@ -169,7 +169,7 @@ fn idle_keep_alive_connection_is_closed_after_idle_timeout() {
 #[test]
 fn max_requests_per_connection_closes_after_the_last() {
     for_each_arch(|arch| {
-        let srv = Server::start_with(arch, &["--max-requests", "2"]);
+        let srv = ArchServer::start_with(arch, &["--max-requests", "2"]);
         let mut c = srv.connect();
         let mut both = req("GET", "/a.txt", &[]);
         both.extend(req("GET", "/style.css", &[]));
@@ -194,7 +194,7 @@ fn header_timeout_bounds_the_whole_head_not_each_read() {
     // Slowloris: a header line every 250 ms keeps each read short, but the head as a whole must
     // still time out (`--header-timeout`: "seconds a request head may take to arrive").
     for_each_arch(|arch| {
-        let srv = Server::start_with(arch, &["--header-timeout", "1"]);
+        let srv = ArchServer::start_with(arch, &["--header-timeout", "1"]);
         let mut c = srv.connect();
         c.send(b"GET /a.txt HTTP/1.1\r\nHost: localhost\r\n");
         let mut answered = false;

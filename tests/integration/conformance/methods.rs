@@ -18,7 +18,7 @@ const SAME_HEAD: [&str; 7] = [
 #[test]
 fn head_has_the_get_head_and_no_body() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         for target in ["/a.txt", "/", "/big.bin", "/empty.txt", "/nope.txt", "/sub"] {
             let mut c = srv.connect();
             // HEAD, then GET on the same connection: if HEAD sent body bytes, the GET's answer
@@ -55,7 +55,7 @@ fn head_has_the_get_head_and_no_body() {
 #[test]
 fn head_sends_no_body_bytes() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         let mut c = srv.connect();
         let request = req("HEAD", "/a.txt", &["Connection: close"]);
         c.send(&request);
@@ -76,7 +76,7 @@ fn head_sends_no_body_bytes() {
 #[test]
 fn options_answers_204_with_allow() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         for target in ["*", "/", "/a.txt", "/nope.txt"] {
             let mut c = srv.connect();
             let request = req("OPTIONS", target, &[]);
@@ -97,7 +97,7 @@ fn options_answers_204_with_allow() {
 #[test]
 fn other_standard_methods_get_405_with_allow_and_keep_the_connection() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         for method in ["POST", "PUT", "DELETE", "PATCH", "CONNECT", "TRACE"] {
             let mut c = srv.connect();
             let request = req(method, "/a.txt", &[]);
@@ -123,7 +123,7 @@ fn other_standard_methods_get_405_with_allow_and_keep_the_connection() {
 #[test]
 fn post_body_is_discarded_before_the_next_request() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         // The body looks like a request: if the server parsed it as one, a third answer (for
         // /empty.txt) would come before the style.css one.
         let smuggled = "GET /empty.txt HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -157,7 +157,7 @@ fn post_body_is_discarded_before_the_next_request() {
 #[test]
 fn connect_in_authority_form_is_405() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         let request = b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n";
         let r = srv.exchange(request);
         assert_eq!(r.status, 405, "{}: {}", show(request), r.summary());
@@ -172,7 +172,7 @@ fn a_large_post_body_is_discarded_and_the_connection_kept() {
         return;
     }
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         let body = vec![b'x'; 1024 * 1024];
         let mut request = format!(
             "POST /a.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
@@ -204,7 +204,7 @@ fn a_large_post_body_is_discarded_and_the_connection_kept() {
 #[test]
 fn unknown_method_is_501() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         for method in ["FOO", "BREW", "PROPFIND", "get"] {
             let request = req(method, "/a.txt", &["Connection: close"]);
             let r = srv.exchange(&request);

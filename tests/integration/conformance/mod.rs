@@ -5,9 +5,10 @@
 //! ureq in `clients`). Failure messages name the architecture and quote the request.
 //! `ARCHSERVE_TEST_ARCH=NAME` narrows a run to one architecture.
 
-pub(crate) mod fixture;
-pub(crate) mod harness;
-pub(crate) mod tls;
+mod arch;
+mod fixture;
+mod harness;
+mod tls;
 
 mod clients;
 mod conditional;

@@ -91,7 +91,7 @@ fn traversal_table_never_escapes_the_root() {
         "the table must keep at least 30 targets"
     );
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         let mut failures = Vec::new();
         for target in TRAVERSAL {
             let request = req("GET", target, &["Connection: close"]);
@@ -136,7 +136,7 @@ fn traversal_table_never_escapes_the_root() {
 #[test]
 fn traversal_with_head_and_range_leaks_nothing() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         for target in ["/../secret.txt", "/escape", "/%2e%2e/secret.txt"] {
             let request = req("HEAD", target, &["Connection: close"]);
             let r = srv.exchange(&request);
@@ -167,7 +167,7 @@ fn traversal_with_head_and_range_leaks_nothing() {
 #[test]
 fn dotfiles_and_dot_directories_are_404() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         for target in [
             "/.env",
             "/.git/config",
@@ -198,7 +198,7 @@ fn dotfiles_and_dot_directories_are_404() {
 #[test]
 fn invalid_percent_encoding_is_400() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         for target in [
             "/%zz",
             "/a%4",
@@ -223,7 +223,7 @@ fn invalid_percent_encoding_is_400() {
 #[test]
 fn absolute_form_target_uses_its_path() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         for (target, body) in [
             ("http://localhost/index.html", INDEX_HTML),
             ("http://localhost/", INDEX_HTML),

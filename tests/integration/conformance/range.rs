@@ -3,7 +3,7 @@
 use super::harness::*;
 
 /// `GET target` with `Range: value` (and extra headers) on a fresh connection.
-fn get_range(srv: &Server, target: &str, value: &str, extra: &[&str]) -> Response {
+fn get_range(srv: &ArchServer, target: &str, value: &str, extra: &[&str]) -> Response {
     let mut headers = vec![format!("Range: {value}")];
     headers.extend(extra.iter().map(|s| s.to_string()));
     headers.push("Connection: close".into());
@@ -12,7 +12,7 @@ fn get_range(srv: &Server, target: &str, value: &str, extra: &[&str]) -> Respons
 }
 
 /// Checks a 206 for `data.bin` bytes `a..=b`.
-fn expect_206(srv: &Server, value: &str, a: usize, b: usize) {
+fn expect_206(srv: &ArchServer, value: &str, a: usize, b: usize) {
     let data = data_bin();
     let r = get_range(srv, "/data.bin", value, &[]);
     let what = format!("Range: {value}");
@@ -35,7 +35,7 @@ fn expect_206(srv: &Server, value: &str, a: usize, b: usize) {
 #[test]
 fn single_ranges_are_206_with_exact_bytes() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         let last = DATA_LEN - 1;
         expect_206(&srv, "bytes=0-99", 0, 99);
         expect_206(&srv, "bytes=0-0", 0, 0);
@@ -54,7 +54,7 @@ fn single_ranges_are_206_with_exact_bytes() {
 #[test]
 fn range_on_a_large_file_streams_the_right_slice() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         let big = big_bin();
         let (a, b) = (1_000_003usize, 2_500_000usize);
         let r = get_range(&srv, "/big.bin", &format!("bytes={a}-{b}"), &[]);
@@ -70,7 +70,7 @@ fn range_on_a_large_file_streams_the_right_slice() {
 #[test]
 fn unsatisfiable_range_is_416() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         for (target, value, len) in [
             ("/data.bin", format!("bytes={DATA_LEN}-"), DATA_LEN),
             ("/data.bin", "bytes=200000-200010".to_string(), DATA_LEN),
@@ -99,7 +99,7 @@ fn unsatisfiable_range_is_416() {
 #[test]
 fn malformed_range_is_ignored() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         let data = data_bin();
         for value in [
             "bytes=x-y",
@@ -194,7 +194,7 @@ fn parse_multipart(body: &[u8], boundary: &str) -> Result<Vec<Part>, String> {
 #[test]
 fn multiple_ranges_are_multipart_byteranges() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         let data = data_bin();
         for (value, ranges) in [
             ("bytes=0-9,100-109", vec![(0usize, 9usize), (100, 109)]),
@@ -236,7 +236,7 @@ fn multiple_ranges_are_multipart_byteranges() {
 #[test]
 fn if_range_matching_gives_206_otherwise_200() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         let etag = srv.fixture.etag("data.bin");
         let r = get_range(
             &srv,
@@ -264,7 +264,7 @@ fn if_range_matching_gives_206_otherwise_200() {
 #[test]
 fn partial_responses_keep_the_connection_in_sync() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         let mut all = req("GET", "/data.bin", &["Range: bytes=10-19"]);
         all.extend(req("GET", "/data.bin", &["Range: bytes=0-1,5-6"]));
         all.extend(req("GET", "/data.bin", &["Range: bytes=999999-"]));
@@ -297,7 +297,7 @@ fn partial_responses_keep_the_connection_in_sync() {
 #[test]
 fn repeated_ranges_of_a_small_cached_file_are_exact() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         let a = super::fixture::A_TXT.as_bytes();
         let mut c = srv.connect();
         for round in 0..3 {

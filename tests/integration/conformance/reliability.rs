@@ -17,7 +17,7 @@ fn access_log_is_in_combined_log_format() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("access.log");
         let log_arg = log.to_str().unwrap().to_string();
-        let mut srv = Server::start_with(arch, &["--access-log", &log_arg]);
+        let srv = ArchServer::start_with(arch, &["--access-log", &log_arg]);
         let ok = srv.exchange(&req(
             "GET",
             "/a.txt?x=1",
@@ -39,7 +39,7 @@ fn access_log_is_in_combined_log_format() {
         let mut c = srv.connect();
         c.send(b"GET / HTTP/2.0\r\nHost: x\r\n\r\n");
         assert_eq!(c.response().status, 505);
-        send_signal(srv.pid(), SIGTERM);
+        srv.signal(Signal::SIGTERM);
         assert!(
             srv.wait_exit(Duration::from_secs(20)).is_some(),
             "did not exit"
@@ -91,7 +91,7 @@ fn slowloris_does_not_starve_event_loops() {
         if !evented(arch) {
             return; // blocking workers are pinned by design: see docs/RELIABILITY.md
         }
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         let mut slow: Vec<TcpStream> = Vec::new();
         for _ in 0..2000 {
             let mut s = TcpStream::connect(srv.addr()).unwrap();
@@ -122,7 +122,7 @@ fn slowloris_does_not_starve_event_loops() {
 #[test]
 fn header_timeout_answers_408_and_closes() {
     for_each_arch(|arch| {
-        let srv = Server::start_with(arch, &["--header-timeout", "0.3"]);
+        let srv = ArchServer::start_with(arch, &["--header-timeout", "0.3"]);
         let mut c = srv.connect();
         c.send(b"GET / HTTP/1.1\r\nHost: x\r\n");
         let r = c.response();
@@ -137,7 +137,7 @@ fn header_timeout_answers_408_and_closes() {
 #[test]
 fn idle_keep_alive_connections_are_closed() {
     for_each_arch(|arch| {
-        let srv = Server::start_with(arch, &["--idle-timeout", "0.3"]);
+        let srv = ArchServer::start_with(arch, &["--idle-timeout", "0.3"]);
         let mut c = srv.connect();
         c.send(&req("GET", "/a.txt", &[]));
         let r = c.response();
@@ -150,7 +150,7 @@ fn idle_keep_alive_connections_are_closed() {
 #[test]
 fn max_requests_closes_after_the_cap() {
     for_each_arch(|arch| {
-        let srv = Server::start_with(arch, &["--max-requests", "3"]);
+        let srv = ArchServer::start_with(arch, &["--max-requests", "3"]);
         let mut c = srv.connect();
         for i in 1..=3 {
             c.send(&req("GET", "/a.txt", &[]));
@@ -169,7 +169,7 @@ fn a_file_truncated_during_a_transfer_is_never_misframed() {
         return;
     }
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         let path = srv.fixture.root.join("huge.bin");
         let original: Vec<u8> = (0..32u32 << 20).map(|i| (i % 251) as u8).collect();
         std::fs::write(&path, &original).unwrap();
@@ -216,7 +216,7 @@ fn a_file_truncated_during_a_transfer_is_never_misframed() {
 #[test]
 fn a_file_changed_on_disk_is_served_fresh() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         let path = srv.fixture.root.join("a.txt");
         let mut c = srv.connect();
         c.send(&req("GET", "/a.txt", &[]));
@@ -242,7 +242,7 @@ fn at_the_connection_cap_idle_connections_make_room() {
             return;
         }
         // One event loop (the cap is per loop), four connections at most.
-        let srv = Server::start_with(arch, &["--max-conns", "4", "-w", "1"]);
+        let srv = ArchServer::start_with(arch, &["--max-conns", "4", "-w", "1"]);
         let mut idle: Vec<Conn> = (0..4)
             .map(|_| {
                 let mut c = srv.connect();
@@ -270,7 +270,7 @@ fn descriptor_exhaustion_backs_off_and_recovers() {
         let fixture = super::fixture::Fixture::new(true);
         // A connection cap above the 40 descriptors, so accept() does run out (the default cap
         // derives from the limit and would be reached first; see the next test).
-        let mut cmd = serve_command(
+        let mut cmd = arch_command(
             arch,
             &fixture.root,
             &["--log-level", "warn", "--max-conns", "1000"],
@@ -288,7 +288,7 @@ fn descriptor_exhaustion_backs_off_and_recovers() {
                 Ok(())
             });
         }
-        let srv = Server::from_command(arch, cmd, fixture);
+        let srv = ArchServer::from_command(arch, cmd, fixture);
         // Far more connections than the server has descriptors for, held open. Each sends a
         // byte, so deferred accept hands it over at once (a silent one would reach accept()
         // only a second later, and the server would meet EMFILE only as the check below runs).
@@ -338,7 +338,7 @@ fn a_connection_that_has_sent_nothing_yet_holds_no_worker() {
     // reading it for the whole header timeout; the next client's request is answered at once,
     // not after 60 s. (With --no-defer-accept this fails for `threads` and `processes`.)
     for_each_arch(|arch| {
-        let srv = Server::start_with(arch, &["-w", "1", "--header-timeout", "60"]);
+        let srv = ArchServer::start_with(arch, &["-w", "1", "--header-timeout", "60"]);
         let _silent = srv.connect();
         let mut c = srv.connect();
         let request = req("GET", "/a.txt", &[]);
@@ -355,7 +355,7 @@ fn a_request_sent_after_the_deferral_ran_out_is_answered() {
     // read then finds nothing, and the request must still be read when its bytes come (a lost
     // wake-up would end in a 408 after the 3 s header timeout).
     for_each_arch(|arch| {
-        let srv = Server::start_with(arch, &["--header-timeout", "3"]);
+        let srv = ArchServer::start_with(arch, &["--header-timeout", "3"]);
         let mut c = srv.connect();
         std::thread::sleep(Duration::from_millis(1500));
         let request = req("GET", "/a.txt", &[]);
@@ -369,7 +369,7 @@ fn a_request_sent_after_the_deferral_ran_out_is_answered() {
 fn without_deferred_accept_requests_are_served_and_silent_connections_closed() {
     // A smoke test of the accept path without deferral (cli.rs checks the flag's mapping).
     for_each_arch(|arch| {
-        let srv = Server::start_with(arch, &["--no-defer-accept", "--header-timeout", "0.3"]);
+        let srv = ArchServer::start_with(arch, &["--no-defer-accept", "--header-timeout", "0.3"]);
         let mut silent = srv.connect();
         let mut c = srv.connect();
         let request = req("GET", "/a.txt", &[]);

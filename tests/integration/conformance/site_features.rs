@@ -3,11 +3,10 @@
 use super::harness::*;
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Writes `ROOT/rel` with the fixture's old mtime (so its validators are settled and strong).
-fn put(srv: &Server, rel: &str, content: &[u8]) {
+fn put(srv: &ArchServer, rel: &str, content: &[u8]) {
     let path = srv.fixture.root.join(rel);
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).unwrap();
@@ -25,7 +24,7 @@ fn set_mtime(path: &Path, t: SystemTime) {
         .unwrap();
 }
 
-fn get(srv: &Server, target: &str, headers: &[&str]) -> Response {
+fn get(srv: &ArchServer, target: &str, headers: &[&str]) -> Response {
     let mut all = vec!["Connection: close"];
     all.extend_from_slice(headers);
     srv.exchange(&req("GET", target, &all))
@@ -73,7 +72,7 @@ use super::clients::{curl, have_curl};
 // Precompressed files
 // ---------------------------------------------------------------------------------------------
 
-fn with_app(srv: &Server) -> Vec<u8> {
+fn with_app(srv: &ArchServer) -> Vec<u8> {
     let gz = gzip_stored(APP_JS.as_bytes());
     put(srv, "app.js", APP_JS.as_bytes());
     put(srv, "app.js.gz", &gz);
@@ -84,7 +83,7 @@ fn with_app(srv: &Server) -> Vec<u8> {
 #[test]
 fn precompressed_variants_follow_accept_encoding() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         let gz = with_app(&srv);
         let plain = get(&srv, "/app.js", &[]);
         let what = "GET /app.js without Accept-Encoding";
@@ -162,7 +161,7 @@ fn precompressed_variants_follow_accept_encoding() {
 #[test]
 fn ranges_conditionals_and_head_apply_to_the_encoded_bytes() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         let gz = with_app(&srv);
         let ae = "Accept-Encoding: gzip";
         let full = get(&srv, "/app.js", &[ae]);
@@ -226,7 +225,7 @@ fn ranges_conditionals_and_head_apply_to_the_encoded_bytes() {
 #[test]
 fn variants_added_changed_and_removed_are_noticed() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         put(&srv, "lib.css", b"a{color:red}\n");
         let gz_path = srv.fixture.root.join("lib.css.gz");
         // One connection: the same worker, so the same open-file cache, every time.
@@ -272,7 +271,7 @@ fn curl_decodes_the_gzip_variant() {
         return;
     }
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         let gz = with_app(&srv);
         fs::remove_file(srv.fixture.root.join("app.js.br")).unwrap();
         let url = srv.url("/app.js");
@@ -308,7 +307,7 @@ fn header_rules_apply_to_200_206_and_304() {
             "--header",
             "/sub/**: X-Sub: yes",
         ];
-        let srv = Server::start_with(arch, &rules);
+        let srv = ArchServer::start_with(arch, &rules);
         let cc = |r: &Response| r.header("cache-control").map(str::to_string);
         let r = get(&srv, "/style.css", &[]);
         assert_eq!(cc(&r).as_deref(), Some(IMMUTABLE), "{}", r.summary());
@@ -342,7 +341,7 @@ fn header_rules_apply_to_200_206_and_304() {
 #[test]
 fn workloads_are_never_stored() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         for target in ["/cpu?n=10", "/io?ms=1", "/io?ms=-1"] {
             let r = get(&srv, target, &[]);
             assert_eq!(r.header("cache-control"), Some("no-store"), "GET {target}");
@@ -361,12 +360,9 @@ fn bad_header_rules_stop_the_start_with_one_error_line() {
         "/a/[: Cache-Control: x",
         "*.css: Bad Name: x",
     ] {
-        let out = Command::new(BIN)
-            .args(["serve", "--port", "0", "--root"])
-            .arg(root.path())
-            .args(["--header", rule])
-            .output()
-            .unwrap();
+        let mut cmd = serve_command(["--root".as_ref(), root.path().as_os_str()]);
+        cmd.args(["--header", rule]);
+        let out = run_command(cmd);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "--header {rule:?}: {stderr}");
         let first = stderr.lines().next().unwrap_or("");
@@ -385,7 +381,7 @@ fn bad_header_rules_stop_the_start_with_one_error_line() {
 #[test]
 fn a_file_changed_moments_ago_has_no_validators() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         let path = srv.fixture.root.join("fresh.txt");
         fs::write(&path, "version one\n").unwrap();
         // An mtime in the future stands for "under 2 s old" without depending on how long the
@@ -411,7 +407,7 @@ fn a_file_changed_moments_ago_has_no_validators() {
 #[test]
 fn a_rewrite_that_keeps_size_and_mtime_changes_the_etag() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         // `cp -p` or `rsync -t` in place: same inode, same length, mtime set back.
         let first = get(&srv, "/a.txt", &[]);
         let tag = first.must("etag").to_string();
@@ -438,7 +434,7 @@ fn a_rewrite_that_keeps_size_and_mtime_changes_the_etag() {
 #[test]
 fn directories_without_an_index_are_404_unless_listings_are_on() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         let r = get(&srv, "/nodir/", &[]);
         assert_eq!(r.status, 404, "{}", r.summary());
         assert!(r.body_contains("CUSTOM-404-PAGE"));
@@ -446,7 +442,7 @@ fn directories_without_an_index_are_404_unless_listings_are_on() {
 }
 
 /// Names that need escaping, in `ROOT/nodir/`, beside `file.txt`.
-fn awkward_names(srv: &Server) {
+fn awkward_names(srv: &ArchServer) {
     use std::os::unix::ffi::OsStrExt;
     let d = srv.fixture.root.join("nodir");
     for name in [
@@ -469,7 +465,7 @@ fn awkward_names(srv: &Server) {
 #[test]
 fn listings_in_html_escape_names_and_hide_what_is_not_served() {
     for_each_arch(|arch| {
-        let srv = Server::start_with(arch, &["--dir-listing"]);
+        let srv = ArchServer::start_with(arch, &["--dir-listing"]);
         awkward_names(&srv);
         let r = get(&srv, "/nodir/", &[]);
         let what = "GET /nodir/ with --dir-listing";
@@ -526,7 +522,8 @@ fn listings_in_html_escape_names_and_hide_what_is_not_served() {
 #[test]
 fn listings_in_json_and_of_the_root() {
     for_each_arch(|arch| {
-        let srv = Server::start_with(arch, &["--dir-listing", "--header", "/nodir/: X-Dir: yes"]);
+        let srv =
+            ArchServer::start_with(arch, &["--dir-listing", "--header", "/nodir/: X-Dir: yes"]);
         awkward_names(&srv);
         let r = get(&srv, "/nodir/", &["Accept: application/json"]);
         assert_eq!(r.status, 200, "{}", r.summary());
@@ -587,7 +584,7 @@ fn listings_in_json_and_of_the_root() {
 fn huge_directories_are_listed_up_to_the_cap() {
     let cap = archserve::site::listing::MAX_ENTRIES;
     for_each_arch(|arch| {
-        let srv = Server::start_with(arch, &["--dir-listing"]);
+        let srv = ArchServer::start_with(arch, &["--dir-listing"]);
         let dir = srv.fixture.root.join("many");
         fs::create_dir(&dir).unwrap();
         for i in 0..cap + 5 {
@@ -609,7 +606,7 @@ fn curl_reads_a_listing() {
         return;
     }
     for_each_arch(|arch| {
-        let srv = Server::start_with(arch, &["--dir-listing"]);
+        let srv = ArchServer::start_with(arch, &["--dir-listing"]);
         let page = String::from_utf8(curl(&[&srv.url("/nodir/")])).unwrap();
         assert!(page.contains("<a href=\"file.txt\">file.txt</a>"), "{page}");
         let json = curl(&["-H", "Accept: application/json", &srv.url("/nodir/")]);
@@ -635,7 +632,7 @@ fn a_config_file_sets_flags_and_the_command_line_wins() {
     .unwrap();
     let path = config.to_str().unwrap();
     for_each_arch(|arch| {
-        let srv = Server::start_with(arch, &["--config", path]);
+        let srv = ArchServer::start_with(arch, &["--config", path]);
         let r = get(&srv, "/nodir/", &[]);
         assert_eq!(r.status, 200, "listing from the file: {}", r.summary());
         let r = get(&srv, "/style.css", &[]);
@@ -661,11 +658,9 @@ fn a_bad_config_file_is_one_error_line_with_its_position() {
     ] {
         let config = dir.path().join("bad.toml");
         fs::write(&config, text).unwrap();
-        let out = Command::new(BIN)
-            .args(["serve", "--port", "0", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap();
+        let mut cmd = serve_command(["--config"]);
+        cmd.arg(&config);
+        let out = run_command(cmd);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{text:?}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{text:?}: {stderr}");

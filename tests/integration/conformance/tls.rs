@@ -1,7 +1,7 @@
 //! The TLS mode of the suite and the HTTPS-only tests. `ARCHSERVE_TEST_TLS=1` makes every server
 //! the suite starts serve HTTPS with a certificate made at test time (rcgen; no private key is
 //! committed), every `Conn` speak through a rustls client that trusts only that certificate,
-//! and `Server::url` an https URL for curl (`--cacert`). `the_whole_suite_passes_over_tls` runs
+//! and `ArchServer::url` an https URL for curl (`--cacert`). `the_whole_suite_passes_over_tls` runs
 //! this binary's conformance tests again in that mode, so a plain `cargo test` covers both.
 //! Tests that drive a raw socket by hand (a second writer thread, byte floods) check
 //! `tls_mode()` and run plain only.
@@ -80,7 +80,7 @@ fn new_session(config: &Arc<rustls::ClientConfig>) -> rustls::ClientConnection {
 }
 
 /// Starts `arch` serving HTTPS with the test certificate, whatever the mode.
-fn https_server(arch: &str, extra: &[&str]) -> Server {
+fn https_server(arch: &str, extra: &[&str]) -> ArchServer {
     let c = test_cert();
     let mut args = vec![
         "--tls-cert",
@@ -93,7 +93,7 @@ fn https_server(arch: &str, extra: &[&str]) -> Server {
         // serve_args() adds the same pair already.
         args.drain(..4);
     }
-    Server::start_with(arch, &args)
+    ArchServer::start_with(arch, &args)
 }
 
 /// One request over a fresh TLS connection with `config`; returns the session (for what was
@@ -181,7 +181,7 @@ fn a_rustls_client_negotiates_http11_and_resumes_its_session() {
 }
 
 /// Writes `bytes` raw to the HTTPS port and reads until the server closes; returns what came.
-fn raw_exchange(srv: &Server, bytes: &[u8], then_wait: bool) -> Vec<u8> {
+fn raw_exchange(srv: &ArchServer, bytes: &[u8], then_wait: bool) -> Vec<u8> {
     let mut s = TcpStream::connect(srv.addr()).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let _ = s.write_all(bytes);
@@ -302,9 +302,7 @@ fn curl_with_cacert_gets_files_over_https() {
 #[test]
 fn redirect_http_answers_301_to_the_https_port() {
     for_each_tls_arch(|arch| {
-        let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = http.local_addr().unwrap().port();
-        drop(http);
+        let port = closed_port();
         let port_arg = port.to_string();
         let srv = https_server(arch, &["--redirect-http", &port_arg]);
         let line = srv.next_line(Duration::from_secs(10)).unwrap_or_default();
@@ -338,11 +336,7 @@ fn missing_or_mismatched_certificates_are_refused_at_startup() {
         vec!["--tls-cert", cert, "--tls-key", other_key.to_str().unwrap()],
         vec!["--tls-cert", cert, "--tls-key", cert],
     ] {
-        let out = Command::new(BIN)
-            .args(["serve", "--port", "0"])
-            .args(&args)
-            .output()
-            .unwrap();
+        let out = run_command(serve_command(&args));
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
         assert!(

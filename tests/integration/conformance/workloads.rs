@@ -3,7 +3,7 @@
 use super::harness::*;
 use std::thread;
 
-fn expect_text_200(srv: &Server, target: &str) -> Response {
+fn expect_text_200(srv: &ArchServer, target: &str) -> Response {
     let r = srv.get(target);
     let what = format!("GET {target}");
     assert_eq!(r.status, 200, "{what}: {}", r.summary());
@@ -17,7 +17,7 @@ fn expect_text_200(srv: &Server, target: &str) -> Response {
 #[test]
 fn cpu_counts_primes_for_small_n() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         for (n, count) in [(100, "25"), (10, "4"), (2, "1"), (1000, "168")] {
             let target = format!("/cpu?n={n}");
             let r = expect_text_200(&srv, &target);
@@ -34,7 +34,7 @@ fn cpu_counts_primes_for_small_n() {
 #[test]
 fn cpu_default_counts_primes_to_one_million() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         let r = expect_text_200(&srv, "/cpu");
         assert!(
             numbers_in(&r.body_text()).iter().any(|x| x == "78498"),
@@ -47,7 +47,7 @@ fn cpu_default_counts_primes_to_one_million() {
 #[test]
 fn io_waits_then_answers() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         expect_text_200(&srv, "/io?ms=50");
         expect_text_200(&srv, "/io?ms=0");
     });
@@ -56,7 +56,7 @@ fn io_waits_then_answers() {
 #[test]
 fn workload_parameters_out_of_range_are_400() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         for target in [
             "/cpu?n=0",
             "/cpu?n=10000001",
@@ -82,7 +82,7 @@ fn workload_parameters_out_of_range_are_400() {
 #[test]
 fn workloads_keep_the_connection_alive_and_support_head() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         let mut c = srv.connect();
         let mut all = req("GET", "/io?ms=50", &[]);
         all.extend(req("GET", "/cpu?n=100", &[]));
@@ -106,7 +106,7 @@ fn workloads_keep_the_connection_alive_and_support_head() {
 #[test]
 fn concurrent_workloads_all_succeed() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         // More clients than the 2 workers: every one must still get its answer.
         thread::scope(|s| {
             let handles: Vec<_> = (0..6)
@@ -134,7 +134,7 @@ fn concurrent_workloads_all_succeed() {
 #[test]
 fn many_concurrent_keep_alive_clients_get_correct_answers() {
     for_each_arch(|arch| {
-        let srv = Server::start(arch);
+        let srv = ArchServer::start(arch);
         thread::scope(|s| {
             let handles: Vec<_> = (0..12)
                 .map(|i| {
