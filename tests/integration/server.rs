@@ -104,8 +104,12 @@ struct Pipe {
 
 impl Pipe {
     /// Reads `r` to its end in a thread. With `lines`, each complete line (without `\n` or
-    /// `\r\n`) is also sent there.
-    fn read(mut r: impl Read + Send + 'static, lines: Option<Sender<String>>) -> Pipe {
+    /// `\r\n`) is also sent there; with `first_line_only`, the pipe is closed after the first.
+    fn read(
+        mut r: impl Read + Send + 'static,
+        lines: Option<Sender<String>>,
+        first_line_only: bool,
+    ) -> Pipe {
         let bytes = Arc::new(Mutex::new(Vec::new()));
         let (done_tx, done) = mpsc::channel::<()>();
         let all = bytes.clone();
@@ -130,6 +134,9 @@ impl Pipe {
                     let text = line.strip_suffix(b"\r").unwrap_or(&line);
                     let _ = tx.send(String::from_utf8_lossy(text).into_owned());
                     line.clear();
+                    if first_line_only {
+                        return;
+                    }
                 }
             }
         });
@@ -173,14 +180,23 @@ pub struct Process {
 
 impl Process {
     /// Spawns `cmd` (normally from [`command`] or [`serve_command`]).
-    pub fn spawn(mut cmd: Command) -> Process {
+    pub fn spawn(cmd: Command) -> Process {
+        Process::spawn_reading(cmd, false)
+    }
+
+    /// Spawns `cmd`; with `first_line_only`, its stdout is closed after the first line.
+    fn spawn_reading(mut cmd: Command, first_line_only: bool) -> Process {
         let shown = format!("{:?}", cmd.get_args().collect::<Vec<_>>());
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot spawn {BIN} {shown}: {e}"));
         let (tx, lines) = mpsc::channel();
-        let stdout = Pipe::read(child.stdout.take().expect("stdout"), Some(tx));
-        let stderr = Pipe::read(child.stderr.take().expect("stderr"), None);
+        let stdout = Pipe::read(
+            child.stdout.take().expect("stdout"),
+            Some(tx),
+            first_line_only,
+        );
+        let stderr = Pipe::read(child.stderr.take().expect("stderr"), None, false);
         Process {
             pid: child.id() as i32,
             shown,
@@ -189,6 +205,10 @@ impl Process {
             stdout,
             stderr,
         }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
     }
 
     /// Sends `sig` to the process.
@@ -304,7 +324,13 @@ impl Server {
     /// Starts a prepared command (normally from [`serve_command`], e.g. with a `pre_exec`
     /// added) and waits for its `Server listening on` line.
     pub fn spawn(cmd: Command) -> Server {
-        Server::from_process(Process::spawn(cmd))
+        Server::from_process(Process::spawn_reading(cmd, false))
+    }
+
+    /// As [`Server::spawn`], but the server's stdout is closed once the address is read, so
+    /// whatever it prints after that meets a closed pipe.
+    pub fn spawn_closing_stdout(cmd: Command) -> Server {
+        Server::from_process(Process::spawn_reading(cmd, true))
     }
 
     fn from_process(process: Process) -> Server {

@@ -3,62 +3,32 @@
 //! the port; a killed master takes its workers with it; --reuseport serves too.
 //!
 //! No timing assertions: the deadlines below only turn a hang into a failure.
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::ops::Deref;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use crate::server::{rebind, serve_command, Server};
+
 const HANG: Duration = Duration::from_secs(20);
 
-struct Server {
-    child: Child,
-    lines: Receiver<String>,
-    port: u16,
+/// A multi-process server (`-w 2`, `--grace 5`) with the pids of its two workers; a [`Server`]
+/// otherwise.
+struct Supervised {
+    server: Server,
     workers: Vec<i32>,
-    _root: tempfile::TempDir,
 }
 
-impl Server {
-    fn start(arch: &str, extra: &[&str]) -> Server {
-        let root = tempfile::tempdir().unwrap();
-        std::fs::write(root.path().join("index.html"), "hello from the root\n").unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_archserve"))
-            .args([
-                "serve", "--arch", arch, "--port", "0", "-w", "2", "--grace", "5",
-            ])
-            .arg("--root")
-            .arg(root.path())
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let first = lines.recv_timeout(HANG).expect("no first line");
-        let port = first
-            .strip_prefix("Server listening on 127.0.0.1:")
-            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-            .parse()
-            .unwrap();
-        let mut server = Server {
-            child,
-            lines,
-            port,
+impl Supervised {
+    fn start(arch: &str, extra: &[&str]) -> Supervised {
+        let mut args = vec!["--arch", arch, "-w", "2", "--grace", "5"];
+        args.extend_from_slice(extra);
+        let mut server = Supervised {
+            server: Server::with_index("hello from the root\n", &args),
             workers: Vec::new(),
-            _root: root,
         };
         for _ in 0..2 {
             let pid = server.next_worker();
@@ -69,7 +39,7 @@ impl Server {
 
     /// Waits for the next `Starting connection worker ... pid: N` line; returns N.
     fn next_worker(&self) -> i32 {
-        let line = self.lines.recv_timeout(HANG).expect("no worker line");
+        let line = self.next_line(HANG).expect("no worker line");
         let pid = line
             .split("pid: ")
             .nth(1)
@@ -82,27 +52,17 @@ impl Server {
         get(self.port, path)
     }
 
-    fn signal(&self, sig: Signal) {
-        kill(Pid::from_raw(self.child.id() as i32), sig).unwrap();
-    }
-
     /// Waits for the master to exit; returns its exit code.
-    fn wait_exit(&mut self) -> Option<i32> {
-        let deadline = Instant::now() + HANG;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            assert!(Instant::now() < deadline, "master did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    fn wait_master(&self) -> Option<i32> {
+        self.wait_exit(HANG).expect("master did not exit").code()
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl Deref for Supervised {
+    type Target = Server;
+
+    fn deref(&self) -> &Server {
+        &self.server
     }
 }
 
@@ -163,7 +123,7 @@ fn runnable(arch: &str) -> bool {
 #[test]
 fn a_killed_worker_is_replaced_and_the_service_stays_up() {
     for arch in multi() {
-        let server = Server::start(arch, &[]);
+        let server = Supervised::start(arch, &[]);
         assert!(server.get("/").starts_with("HTTP/1.1 200"), "[{arch}]");
         let victim = server.workers[0];
         kill(Pid::from_raw(victim), Signal::SIGKILL).unwrap();
@@ -175,14 +135,14 @@ fn a_killed_worker_is_replaced_and_the_service_stays_up() {
             assert!(r.starts_with("HTTP/1.1 200"), "[{arch}] after kill: {r}");
             assert!(r.ends_with("hello from the root\n"), "[{arch}]");
         }
-        assert!(alive(server.child.id() as i32), "[{arch}] master died");
+        assert!(alive(server.pid()), "[{arch}] master died");
     }
 }
 
 #[test]
 fn sigterm_finishes_in_flight_requests_reaps_workers_and_frees_the_port() {
     for arch in multi() {
-        let mut server = Server::start(arch, &[]);
+        let server = Supervised::start(arch, &[]);
         let port = server.port;
         // A request in flight when SIGTERM arrives must still be answered.
         let in_flight = std::thread::spawn(move || get(port, "/io?ms=700"));
@@ -194,48 +154,30 @@ fn sigterm_finishes_in_flight_requests_reaps_workers_and_frees_the_port() {
             "[{arch}] in flight: {answer}"
         );
         assert!(answer.ends_with("waited 700 ms\n"), "[{arch}]");
-        assert_eq!(server.wait_exit(), Some(0), "[{arch}] exit code");
+        assert_eq!(server.wait_master(), Some(0), "[{arch}] exit code");
         for &pid in &server.workers {
             wait_gone(pid);
         }
-        TcpListener::bind(("127.0.0.1", port))
-            .unwrap_or_else(|e| panic!("[{arch}] port {port} not free: {e}"));
+        rebind(port).unwrap_or_else(|e| panic!("[{arch}] port {port} not free: {e}"));
     }
 }
 
 #[test]
 fn sigint_stops_every_architecture_with_exit_0() {
+    let root = tempfile::tempdir().unwrap();
     for arch in archserve::arch::REGISTRY.iter().map(|a| a.name) {
         if !runnable(arch) {
             continue;
         }
-        let extra: &[&str] = &[];
-        let mut child = Command::new(env!("CARGO_BIN_EXE_archserve"))
-            .args(["serve", "--arch", arch, "--port", "0", "--root", "www"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        // stdout is dropped after the first line: regression test for a server that panicked on
+        let mut cmd = serve_command(["--arch", arch, "--root"]);
+        cmd.arg(root.path());
+        // stdout is closed after the first line: regression test for a server that panicked on
         // EPIPE when printing its worker lines (async exited 101).
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
-        assert!(
-            first.starts_with("Server listening on"),
-            "[{arch}] {first:?}"
-        );
-        kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
-        let deadline = Instant::now() + HANG;
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "[{arch}] did not stop on SIGINT");
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let server = Server::spawn_closing_stdout(cmd);
+        server.signal(Signal::SIGINT);
+        let status = server
+            .wait_exit(HANG)
+            .unwrap_or_else(|| panic!("[{arch}] did not stop on SIGINT"));
         assert_eq!(status.code(), Some(0), "[{arch}]");
     }
 }
@@ -243,9 +185,9 @@ fn sigint_stops_every_architecture_with_exit_0() {
 #[test]
 fn a_killed_master_takes_its_workers_with_it() {
     for arch in multi() {
-        let mut server = Server::start(arch, &[]);
+        let server = Supervised::start(arch, &[]);
         server.signal(Signal::SIGKILL);
-        server.wait_exit();
+        server.wait_master();
         for &pid in &server.workers {
             wait_gone(pid);
         }
@@ -255,7 +197,7 @@ fn a_killed_master_takes_its_workers_with_it() {
 #[test]
 fn reuseport_serves_and_survives_a_killed_worker() {
     for arch in multi() {
-        let server = Server::start(arch, &["--reuseport"]);
+        let server = Supervised::start(arch, &["--reuseport"]);
         for _ in 0..10 {
             assert!(server.get("/").starts_with("HTTP/1.1 200"), "[{arch}]");
         }
