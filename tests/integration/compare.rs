@@ -5,10 +5,10 @@
 //! assertions: only shapes and processes.
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_archserve");
+use crate::server::{command, run_command, Process, Signal};
 
 /// A document root with a small file. The servers get a copy of it under the run's --out
 /// directory, whose unique path is on every server's command line, so /proc tells whether any
@@ -48,17 +48,16 @@ fn server_addrs(stderr: &str) -> Vec<SocketAddr> {
         .collect()
 }
 
+/// `archserve compare --root ROOT --out OUT EXTRA...`.
+fn compare_command(root: &Path, out: &Path, extra: &[&str]) -> std::process::Command {
+    let mut cmd = command(["compare", "--root"]);
+    cmd.arg(root).arg("--out").arg(out).args(extra);
+    cmd
+}
+
+/// Runs `archserve compare --root ROOT --out OUT EXTRA...` to its end.
 fn compare(root: &Path, out: &Path, extra: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("compare")
-        .arg("--root")
-        .arg(root)
-        .arg("--out")
-        .arg(out)
-        .args(extra)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    run_command(compare_command(root, out, extra))
 }
 
 fn check_svg(path: &Path) {
@@ -202,13 +201,10 @@ fn ctrl_c_stops_the_run_and_every_server() {
     let out: PathBuf = out.path().join("results");
     // Long enough that the signal lands mid-sweep; `processes` forks workers, whose whole
     // group must go.
-    let mut child = Command::new(BIN)
-        .arg("compare")
-        .arg("--root")
-        .arg(root.path())
-        .arg("--out")
-        .arg(&out)
-        .args([
+    let compare = Process::spawn(compare_command(
+        root.path(),
+        &out,
+        &[
             "--arch",
             "processes,threads",
             "--workload",
@@ -217,27 +213,18 @@ fn ctrl_c_stops_the_run_and_every_server() {
             "500",
             "--clients",
             "1-10",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        ],
+    ));
     let deadline = Instant::now() + Duration::from_secs(30);
     while processes_mentioning(&out).len() < 2 {
         assert!(Instant::now() < deadline, "no server started");
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(700));
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "compare did not stop");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    compare.signal(Signal::SIGINT);
+    let status = compare
+        .wait_exit(deadline.saturating_duration_since(Instant::now()))
+        .expect("compare did not stop");
     assert_eq!(status.code(), Some(130));
     assert_eq!(processes_mentioning(&out), vec![]);
     // What was measured before the signal is written, and says it was interrupted.
@@ -401,17 +388,22 @@ fn upgrade_workload_upgrades_five_times_under_load_without_an_error() {
     std::fs::write(root.path().join("index.html"), "<h1>upgrade</h1>\n").unwrap();
     let out = tempfile::tempdir().unwrap();
     let out = out.path().join("results");
-    let res = Command::new(BIN)
-        .arg("compare")
-        .arg("--root")
-        .arg(root.path())
-        .arg("--out")
-        .arg(&out)
-        .args(["--arch", "async", "--workload", "upgrade", "--repeat", "1"])
-        .args(["--upgrade-duration", "1s", "--load-conns", "8"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let res = compare(
+        root.path(),
+        &out,
+        &[
+            "--arch",
+            "async",
+            "--workload",
+            "upgrade",
+            "--repeat",
+            "1",
+            "--upgrade-duration",
+            "1s",
+            "--load-conns",
+            "8",
+        ],
+    );
     assert!(res.status.success(), "{res:?}");
 
     let csv = std::fs::read_to_string(out.join("raw.csv")).unwrap();
