@@ -1,6 +1,6 @@
 //! The properties that the fuzz targets (`fuzz/fuzz_targets/*.rs`) and the property tests
-//! (`tests/properties.rs`) both check. One copy, included by both (`#[path]` from the fuzz crate),
-//! so the long local fuzz runs and the bounded CI replay assert exactly the same things.
+//! (`tests/integration/properties.rs`) both check. One copy, included by both with `#[path]`, so
+//! the long local fuzz runs and the bounded CI replay assert exactly the same things.
 //!
 //! Every check panics with the offending input on a violation; nothing here returns an error.
 //! Only the public library API is used.
