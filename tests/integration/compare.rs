@@ -81,41 +81,9 @@ fn check_png(path: &Path) {
     assert!(buf.iter().any(|&b| b != 255), "{} is blank", path.display());
 }
 
-#[test]
-fn a_tiny_sweep_writes_every_file_and_leaves_no_server() {
-    let root = root();
-    let out = tempfile::tempdir().unwrap();
-    let out = out.path().join("results");
-    let res = compare(
-        root.path(),
-        &out,
-        &[
-            "--arch",
-            "threads,async",
-            "--clients",
-            "1,2",
-            "--workload",
-            "cpu,io,static,idle",
-            "--repeat",
-            "1",
-            "--cpu-n",
-            "20000",
-            "--io-ms",
-            "10",
-            "--static-conns",
-            "1,3",
-            "--duration",
-            "100ms",
-            "--idle-conns",
-            "20",
-        ],
-    );
-    let stderr = String::from_utf8_lossy(&res.stderr);
-    assert!(res.status.success(), "{res:?}");
-    let stdout = String::from_utf8_lossy(&res.stdout);
-    assert!(stdout.contains("estimated"), "{stdout}");
-
-    // raw.csv: the header, then per server 2 cpu + 2 io + 2×4 static + 5 idle rows.
+/// The tiny sweep's raw.csv: the header, then per server 2 cpu + 2 io + 2×4 static + 5 idle
+/// rows, each with the workers started and a numeric value.
+fn check_raw_csv(out: &Path) {
     let csv = std::fs::read_to_string(out.join("raw.csv")).unwrap();
     let mut lines = csv.lines();
     assert_eq!(
@@ -147,7 +115,11 @@ fn a_tiny_sweep_writes_every_file_and_leaves_no_server() {
             assert_eq!((r[8], r[9]), (r[3], "0"), "{r:?}");
         }
     }
+}
 
+/// The tiny sweep's summary.json, report.md, self-contained report.html and the four charts;
+/// the scratch root removed.
+fn check_summary_and_reports(out: &Path) {
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(json["points"].as_array().unwrap().len(), 34);
@@ -184,6 +156,44 @@ fn a_tiny_sweep_writes_every_file_and_leaves_no_server() {
     }
     // The scratch root is gone.
     assert!(!out.join("www.tmp").exists());
+}
+
+#[test]
+fn a_tiny_sweep_writes_every_file_and_leaves_no_server() {
+    let root = root();
+    let out = tempfile::tempdir().unwrap();
+    let out = out.path().join("results");
+    let res = compare(
+        root.path(),
+        &out,
+        &[
+            "--arch",
+            "threads,async",
+            "--clients",
+            "1,2",
+            "--workload",
+            "cpu,io,static,idle",
+            "--repeat",
+            "1",
+            "--cpu-n",
+            "20000",
+            "--io-ms",
+            "10",
+            "--static-conns",
+            "1,3",
+            "--duration",
+            "100ms",
+            "--idle-conns",
+            "20",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(res.status.success(), "{res:?}");
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    assert!(stdout.contains("estimated"), "{stdout}");
+
+    check_raw_csv(&out);
+    check_summary_and_reports(&out);
 
     // Nothing left: no process with our run on its command line, nothing on the ports.
     assert_eq!(processes_mentioning(&out), vec![]);
