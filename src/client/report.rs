@@ -137,6 +137,16 @@ impl Report {
     /// The report for people.
     pub fn human(&self, plan: &Plan) -> String {
         let mut o = String::new();
+        self.write_title(&mut o, plan);
+        self.write_totals(&mut o);
+        self.write_statuses(&mut o);
+        self.write_errors(&mut o);
+        self.write_check(&mut o);
+        o
+    }
+
+    /// The first line: target, connections, threads, mode and length.
+    fn write_title(&self, o: &mut String, plan: &Plan) {
         let limit = match (plan.limit, plan.rate) {
             (Limit::Requests(n), _) => format!("{n} requests"),
             (Limit::Duration(d), _) => format!("{:.3} s", d.as_secs_f64()),
@@ -159,6 +169,10 @@ impl Report {
                 "new connection per request"
             },
         );
+    }
+
+    /// Requests, throughput and latency.
+    fn write_totals(&self, o: &mut String) {
         let _ = writeln!(
             o,
             "  requests    {} finished in {:.3} s: {} responses, {} errors",
@@ -191,6 +205,10 @@ impl Report {
             ms(l.p999 as f64),
             ms(l.max as f64)
         );
+    }
+
+    /// Every status seen, and the non-2xx ones on a line of their own.
+    fn write_statuses(&self, o: &mut String) {
         let status: Vec<String> = self
             .status
             .iter()
@@ -221,6 +239,10 @@ impl Report {
                 format!(" ({})", non_2xx.join(", "))
             }
         );
+    }
+
+    /// Errors by kind, what counts as one, and the connections opened.
+    fn write_errors(&self, o: &mut String) {
         let errors: Vec<String> = ErrorKind::ALL
             .iter()
             .map(|k| format!("{} {}", k.name(), self.errors.get(k.name()).unwrap_or(&0)))
@@ -243,6 +265,11 @@ impl Report {
             );
         }
         let _ = writeln!(o, "  connections {} opened", self.connects);
+    }
+
+    /// Little's law, as a check of the figures above.
+    fn write_check(&self, o: &mut String) {
+        let l = &self.latency_us;
         if let Some(expected) = self.littles_law_req_per_s {
             let _ = writeln!(
                 o,
@@ -263,7 +290,6 @@ impl Report {
                 self.connections
             );
         }
-        o
     }
 }
 
