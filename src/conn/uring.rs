@@ -45,6 +45,10 @@ pub fn available() -> Result<(), String> {
 /// again, so a client cannot grow a connection's buffer without bound.
 const RECV_HOLD: usize = 64 * 1024;
 
+/// A closing connection with operations still out cancels them again this often (see
+/// [`Worker::cancel_all`]).
+const CANCEL_AGAIN: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Where a connection is, as far as the executor is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -525,15 +529,14 @@ impl Worker {
         if matches!(s.phase, Phase::Closing | Phase::Free) {
             return;
         }
-        let fd = types::Fixed(s.fd);
         if linger && s.phase != Phase::Linger {
             s.phase = Phase::Linger;
             s.drained = 0;
             s.buf = Vec::new();
-            let e = opcode::Shutdown::new(fd, libc::SHUT_WR)
+            let e = opcode::Shutdown::new(types::Fixed(s.fd), libc::SHUT_WR)
                 .build()
-                .flags(squeue::Flags::SKIP_SUCCESS)
-                .user_data(0);
+                .user_data(s.token(Op::Shutdown, idx));
+            s.inflight += 1;
             // SAFETY: no buffer.
             unsafe { self.push(e) };
             self.set_deadline(idx, self.now + LINGER);
@@ -541,34 +544,46 @@ impl Worker {
         }
         s.phase = Phase::Closing;
         s.deadline = None;
-        // Cancel whatever is still queued on the socket (the receive; a send that met the write
-        // timeout), then close the descriptor; hard-linked, so the close runs even when there
-        // was nothing to cancel.
-        let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::fd(fd).all())
-            .build()
-            .flags(squeue::Flags::IO_HARDLINK | squeue::Flags::SKIP_SUCCESS)
-            .user_data(0);
-        let close = opcode::Close::new(fd)
-            .build()
-            .flags(squeue::Flags::SKIP_SUCCESS)
-            .user_data(0);
         if s.recv == Recv::On {
             s.recv = Recv::Cancelling;
         }
-        // SAFETY: no buffers; the cancelled operations report their own completions.
-        unsafe {
-            self.push(cancel);
-            self.push(close);
+        if s.recv != Recv::Off || s.inflight > 0 {
+            self.cancel_all(idx);
         }
         self.maybe_free(idx);
     }
 
-    /// A closing slot whose operations have all completed is free again.
+    /// Cancels whatever is still queued on a closing connection's socket (the receive, a send
+    /// or splice that met the write timeout, the half-close). The kernel finds only operations
+    /// that have their descriptor already; one still queued for an io-wq thread (splice and
+    /// shutdown always go there) is missed, so the cancel is repeated until all have reported.
+    fn cancel_all(&mut self, idx: u32) {
+        let s = &mut self.slots[idx as usize];
+        let e = opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fixed(s.fd)).all())
+            .build()
+            .flags(squeue::Flags::SKIP_SUCCESS)
+            .user_data(0);
+        // SAFETY: no buffers; the cancelled operations report their own completions.
+        unsafe { self.push(e) };
+        self.set_deadline(idx, self.now + CANCEL_AGAIN);
+    }
+
+    /// A closing slot whose operations have all completed closes its descriptor and is free
+    /// again. The close waits for them: an operation that reaches an io-wq thread looks its
+    /// direct descriptor up only there, and after the close that index may already hold the
+    /// next accepted connection (a late half-close would end that one's replies).
     fn maybe_free(&mut self, idx: u32) {
         let s = &mut self.slots[idx as usize];
         if s.phase != Phase::Closing || s.recv != Recv::Off || s.inflight > 0 {
             return;
         }
+        let close = opcode::Close::new(types::Fixed(s.fd))
+            .build()
+            .flags(squeue::Flags::SKIP_SUCCESS)
+            .user_data(0);
+        // SAFETY: no buffer.
+        unsafe { self.push(close) };
+        let s = &mut self.slots[idx as usize];
         if let Some(pipe) = s.busy.take().and_then(|b| b.pipe) {
             // A pipe still holding bytes would send them on the next connection.
             if pipe_empty(&pipe) && self.pipes.len() < SPARE_PIPES {
@@ -581,6 +596,14 @@ impl Worker {
         self.timers.clear(idx, &mut s.armed);
         self.free.push(idx);
         self.freed();
+    }
+
+    /// The half-close completed (its result does not matter: the lingering receive sees how
+    /// the connection ends).
+    fn on_shutdown(&mut self, idx: u32) {
+        let s = &mut self.slots[idx as usize];
+        s.inflight -= 1;
+        self.maybe_free(idx);
     }
 
     /// Arms the connection's multishot receive if it is not.
@@ -710,7 +733,8 @@ impl Worker {
                 self.close(idx, false);
             }
             Phase::Linger => self.close(idx, false),
-            Phase::Look | Phase::Closing | Phase::Free => {}
+            Phase::Closing => self.cancel_all(idx),
+            Phase::Look | Phase::Free => {}
         }
     }
 

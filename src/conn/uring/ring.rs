@@ -76,8 +76,8 @@ fn unavailable(e: &io::Error, disabled: &Option<String>) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Op {
-    /// An operation whose completion needs nothing (close, cancel, shutdown): normally not even
-    /// posted (`CQE_SKIP_SUCCESS`).
+    /// An operation whose completion needs nothing (close, cancel): normally not even posted
+    /// (`CQE_SKIP_SUCCESS`).
     Ignore = 0,
     Accept,
     Signal,
@@ -89,9 +89,11 @@ pub enum Op {
     SpliceIn,
     /// Pipe to socket.
     SpliceOut,
+    /// The half-close before lingering.
+    Shutdown,
 }
 
-const OPS: [Op; 8] = [
+const OPS: [Op; 9] = [
     Op::Ignore,
     Op::Accept,
     Op::Signal,
@@ -100,6 +102,7 @@ const OPS: [Op; 8] = [
     Op::Read,
     Op::SpliceIn,
     Op::SpliceOut,
+    Op::Shutdown,
 ];
 
 /// A completion's user data: the operation, the connection slot, and the slot's generation (a

@@ -237,6 +237,7 @@ impl Worker {
                     Op::Recv => self.on_recv(t.slot, res, bid, more),
                     Op::Send => self.on_send(t.slot, res),
                     Op::Read => self.on_read(t.slot, res),
+                    Op::Shutdown => self.on_shutdown(t.slot),
                     _ => self.on_splice(t.slot, op, res),
                 }
             }

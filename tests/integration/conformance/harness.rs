@@ -229,6 +229,13 @@ impl ArchServer {
         c.response_for(request)
     }
 
+    /// One request on a fresh connection; the first response, or why none came.
+    pub fn try_exchange(&self, request: &[u8]) -> Result<Response, String> {
+        let mut c = self.connect();
+        c.send(request);
+        c.try_response(request.starts_with(b"HEAD "))
+    }
+
     /// `GET target` (HTTP/1.1, `Connection: close`) on a fresh connection.
     pub fn get(&self, target: &str) -> Response {
         self.exchange(&req("GET", target, &["Connection: close"]))
