@@ -275,8 +275,22 @@ impl Process {
     }
 }
 
+/// How much of a server's stderr a failing test prints.
+const STDERR_TAIL: usize = 4096;
+
 impl Drop for Process {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // The test failed while this process ran: what it said is the first clue.
+            let text = self.stderr.text();
+            let tail = &text[text.floor_char_boundary(text.len().saturating_sub(STDERR_TAIL))..];
+            if !tail.trim().is_empty() {
+                eprintln!(
+                    "--- stderr of archserve (pid {}), last {STDERR_TAIL} B ---\n{tail}",
+                    self.pid
+                );
+            }
+        }
         let child = self.child.get_mut().unwrap_or_else(|p| p.into_inner());
         // The whole process group: workers of multi-process architectures die with the leader
         // (also when the leader is already gone).
