@@ -44,7 +44,7 @@
 //! time, for a server that does not run as root: taking read permission away from a *directory*
 //! on the path (keeping search permission) is noticed only for files not yet cached, since a
 //! file's own `statx` needs search permission only.
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::fs::File;
@@ -359,6 +359,8 @@ impl Watcher {
     /// thread is reading events (nothing may be trusted then). One system call when nothing
     /// changed.
     fn changes(&self) -> Option<u64> {
+        #[cfg(test)]
+        tests::WATCHER_CHECKS.with(|n| n.set(n.get() + 1));
         let mut pending: libc::c_int = 0;
         // SAFETY: FIONREAD writes one int.
         let r = unsafe { libc::ioctl(self.fd.as_raw_fd(), libc::FIONREAD, &mut pending) };
@@ -454,6 +456,48 @@ impl Watcher {
             None
         }
     }
+}
+
+/// Where this thread is in its event loop's turn (see [`turn_begins`]).
+#[derive(Debug, Clone, Copy)]
+enum Turn {
+    /// No turns: the watcher is asked on every lookup.
+    PerLookup,
+    /// A turn began; the first lookup asks the watcher.
+    Begun,
+    /// The watcher's answer for the rest of this turn.
+    Checked(Option<u64>),
+}
+
+thread_local! {
+    static TURN: Cell<Turn> = const { Cell::new(Turn::PerLookup) };
+}
+
+/// Called by an event loop that has taken in every byte it will answer in this turn before it
+/// answers any (the `uring` worker, right after it reads the completion queue): the watcher is
+/// then asked once for the whole turn, at its first lookup, instead of once per lookup. Still
+/// as fresh: a change made before a request was sent queued its event before the request's
+/// bytes arrived, so before the completions were read, so before that one check. Measured
+/// (`syscalls` workload, keep-alive, 64 connections): the `ioctl(FIONREAD)` per request was
+/// 1.00 of uring's 1.06 syscalls per request (docs/results/uring-turn-2026-11-29). A readiness
+/// loop (epoll) reads each socket while it answers, so a request may arrive after a check made
+/// earlier in the turn: it keeps the check per lookup.
+pub fn turn_begins() {
+    TURN.with(|t| t.set(Turn::Begun));
+}
+
+/// The watcher's change count as this thread may trust it now (see [`Watcher::changes`] and
+/// [`turn_begins`]).
+fn changes(w: &Watcher) -> Option<u64> {
+    TURN.with(|t| match t.get() {
+        Turn::PerLookup => w.changes(),
+        Turn::Checked(count) => count,
+        Turn::Begun => {
+            let count = w.changes();
+            t.set(Turn::Checked(count));
+            count
+        }
+    })
 }
 
 /// True if `events` (whole `struct inotify_event`s) only say that watches were removed
@@ -568,7 +612,7 @@ impl Entry {
         let (Some(_), Some(w)) = (&self.watches, watcher()) else {
             return false;
         };
-        match w.changes() {
+        match changes(w) {
             Some(count) if self.armed == Some(count) => true,
             Some(count) => {
                 // Something changed: watch the paths as they are now, then statx.
@@ -646,9 +690,10 @@ pub fn remember(root: &Root, site: u64, (rel, dir_form): (&str, bool), opened: O
     };
     entry.fds = entry.reps().len();
     CACHED.fetch_add(entry.fds, Ordering::Relaxed);
-    // The count before the watches are placed: an event from then on re-arms them.
+    // The count before the watches are placed (the turn's, taken earlier, is as good): an
+    // event from then on re-arms them.
     if let Some(w) = watcher() {
-        entry.armed = w.changes();
+        entry.armed = changes(w);
         entry.watches = w.watch_entry(root, path, &entry.reps());
     }
     if entry.watches.is_none() {
@@ -749,6 +794,8 @@ mod tests {
     thread_local! {
         /// `statx` calls made by this thread (each test runs on a thread of its own).
         pub static STATX_CALLS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+        /// Watcher checks (`ioctl(FIONREAD)`) made by this thread.
+        pub static WATCHER_CHECKS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     }
 
     fn statx_calls() -> usize {
@@ -914,6 +961,53 @@ mod tests {
         let (hit, checked) = lookup_checked(&root, site, "a/b/c.txt");
         assert!(checked);
         assert_ne!(hit.unwrap().info.modified, first.modified);
+    }
+
+    #[test]
+    fn a_turn_asks_the_watcher_once_and_sees_what_changed_before_it() {
+        let (dir, root, site) = setup();
+        let p = dir.path().join("a.txt");
+        std::fs::write(&p, "one").unwrap();
+        let (f, m) = open(&root, "a.txt");
+        keep(&root, site, ("a.txt", false), "a.txt", &f, &m);
+        let checks = || WATCHER_CHECKS.with(|n| n.get());
+        let before = checks();
+        for _ in 0..3 {
+            assert!(lookup(&root, site, ("a.txt", false), identity).is_some());
+        }
+        assert_eq!(checks() - before, 3, "without turns: a check per lookup");
+        turn_begins();
+        let before = checks();
+        for _ in 0..3 {
+            assert!(lookup(&root, site, ("a.txt", false), identity).is_some());
+        }
+        assert_eq!(checks() - before, 1, "one check for the turn");
+        // Changed after that turn's check, before the next turn: seen in the next one.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .unwrap()
+            .write_all(b"two")
+            .unwrap();
+        turn_begins();
+        let (hit, checked) = lookup_checked(&root, site, "a.txt");
+        assert!(checked, "the change makes the entry statx again");
+        assert_eq!(hit.expect("same inode").info.len, 6);
+        assert_eq!(hit_bytes(&root, site, "a.txt"), b"onetwo");
+        TURN.with(|t| t.set(Turn::PerLookup));
+    }
+
+    fn hit_bytes(root: &Root, site: u64, rel: &str) -> Vec<u8> {
+        let hit = lookup(root, site, (rel, false), identity).expect("cached");
+        match hit.bytes {
+            Some(b) => b.to_vec(),
+            None => {
+                use std::os::unix::fs::FileExt;
+                let mut buf = vec![0u8; hit.info.len as usize];
+                hit.file.read_exact_at(&mut buf, 0).unwrap();
+                buf
+            }
+        }
     }
 
     #[test]

@@ -208,6 +208,9 @@ impl Worker {
     fn reap(&mut self) {
         let mut cqes = std::mem::take(&mut self.cqes);
         cqes.extend(self.ring.completion());
+        // Every byte answered in this turn is in these completions (or held from earlier ones):
+        // one inotify check serves the turn's file lookups.
+        crate::site::open_files::turn_begins();
         for cqe in cqes.drain(..) {
             self.complete(cqe.user_data(), cqe.result(), cqe.flags());
         }
