@@ -24,7 +24,7 @@ pub const ARCH: Arch = Arch {
     workers: Workers::Cpus,
     idle_timeout: EVENTED_IDLE,
     multi_process: true,
-    serves_tls: false,
+    serves_tls: true,
     run,
 };
 
@@ -40,7 +40,8 @@ fn worker(listener: TcpListener, config: &Config, site: &Site, signals: Signals)
     let result = (|| -> io::Result<()> {
         super::announce_worker(listener.local_addr()?);
         let site = site.try_clone()?;
-        Worker::new(listener, site, config.conn, config.grace, &signals)?.run()
+        let tls = config.tls.as_ref().map(|t| std::sync::Arc::clone(&t.0));
+        Worker::new(listener, site, config.conn, config.grace, &signals, tls)?.run()
     })();
     match result {
         Ok(()) => 0,

@@ -14,9 +14,11 @@
 //! out with one `SEND` (a small body behind the head, MSG_MORE when a file body follows); a file
 //! body is spliced file → pipe → socket through the ring, and a small file not yet in the
 //! open-file cache is read through the ring, never by a blocking read on the loop. `/cpu` runs
-//! inline; `/io` and every deadline are entries of [`timers`], waited for by the ring.
+//! inline; `/io` and every deadline are entries of [`timers`], waited for by the ring. Over
+//! HTTPS the bytes pass through rustls on their way in and out ([`tls`]).
 pub mod ring;
 pub mod timers;
+pub mod tls;
 pub mod worker;
 
 use std::fs::File;
@@ -28,7 +30,7 @@ use std::time::Instant;
 use io_uring::{opcode, squeue, types};
 
 use super::{after_work, log_request, plan, refusal};
-use crate::http::conn::{Conn, Step, LINGER, LINGER_BYTES};
+use crate::http::conn::{Conn, Rules, Step, LINGER, LINGER_BYTES};
 use crate::http::Request;
 use crate::shutdown::Stop;
 use crate::site::{Body, Part, Plan, Reply, Work, SMALL_FILE};
@@ -97,6 +99,8 @@ struct Slot {
     inflight: u8,
     /// Bytes drained while lingering.
     drained: u32,
+    /// HTTPS: the connection's TLS state (see [`tls`]).
+    tls: Option<Box<tls::Tls>>,
 }
 
 impl Slot {
@@ -114,6 +118,7 @@ impl Slot {
             recv: Recv::Off,
             inflight: 0,
             drained: 0,
+            tls: None,
         }
     }
 
@@ -199,6 +204,9 @@ impl Worker {
                     if s.buf.is_empty() && s.buf.capacity() > 0 {
                         // Idle: give the buffer back while we wait.
                         s.buf = Vec::new();
+                    }
+                    if let Some(tls) = s.tls.as_mut().filter(|_| idle) {
+                        tls.idle();
                     }
                     self.set_deadline(idx, deadline);
                     self.arm_recv(idx);
@@ -310,6 +318,9 @@ impl Worker {
     /// Queues the next piece of the reply: the rest of `out`, a generated part, a file part;
     /// or, when all is written, tells the state machine and goes on.
     fn send_next(&mut self, idx: u32) {
+        if self.slots[idx as usize].tls.is_some() {
+            return self.tls_send_next(idx);
+        }
         let s = &mut self.slots[idx as usize];
         let token = s.token(Op::Send, idx);
         let fd = types::Fixed(s.fd);
@@ -359,6 +370,9 @@ impl Worker {
     }
 
     fn on_send(&mut self, idx: u32, res: i32) {
+        if self.slots[idx as usize].tls.is_some() {
+            return self.on_tls_send(idx, res);
+        }
         let s = &mut self.slots[idx as usize];
         s.inflight -= 1;
         if s.phase == Phase::Closing {
@@ -382,12 +396,14 @@ impl Worker {
         let (Some(file), Some((offset, left))) = (&b.file, b.span) else {
             return self.close(idx, false);
         };
-        b.out.reserve(left as usize);
+        // Over TLS a file part is read a chunk at a time (a small file is one chunk).
+        let want = left.min(tls::FILE_CHUNK);
+        b.out.reserve(want as usize);
         let spare = b.out.spare_capacity_mut();
         let e = opcode::Read::new(
             types::Fd(file.as_raw_fd()),
             spare.as_mut_ptr().cast(),
-            left as u32,
+            want as u32,
         )
         .offset(offset)
         .build()
@@ -415,6 +431,11 @@ impl Worker {
         let n = (res as u64).min(left);
         // SAFETY: the kernel wrote `n` bytes into the spare capacity.
         unsafe { b.out.set_len(b.out.len() + n as usize) };
+        if s.tls.is_some() {
+            // Encrypt and send this chunk, then read the next (see `tls_send_next`).
+            b.span = Some((offset + n, left - n));
+            return self.send_next(idx);
+        }
         if n < left {
             b.span = Some((offset + n, left - n));
             return self.read_small(idx);
@@ -525,6 +546,9 @@ impl Worker {
 
     /// Closes the connection: with `linger`, half-close and drain first.
     fn close(&mut self, idx: u32, linger: bool) {
+        if self.tls_close(idx, linger) {
+            return; // closed once the close_notify is out
+        }
         let s = &mut self.slots[idx as usize];
         if matches!(s.phase, Phase::Closing | Phase::Free) {
             return;
@@ -592,6 +616,7 @@ impl Worker {
         }
         s.phase = Phase::Free;
         s.buf = Vec::new();
+        s.tls = None;
         s.deadline = None;
         self.timers.clear(idx, &mut s.armed);
         self.free.push(idx);
@@ -630,7 +655,13 @@ impl Worker {
             (n, Some(bid)) if n > 0 => Some((bid, n as usize)),
             _ => None,
         };
+        let tls = s.tls.is_some() && !matches!(s.phase, Phase::Linger | Phase::Closing);
         let req = match bytes {
+            Some((bid, n)) if tls => {
+                let req = self.tls_recv(idx, bid, n);
+                self.bufs.give_back(bid);
+                req
+            }
             Some((bid, n)) => {
                 let req = self.take_bytes(idx, bid, n);
                 self.bufs.give_back(bid);
@@ -670,39 +701,15 @@ impl Worker {
         }
     }
 
-    /// Takes `n` received bytes from buffer `bid`. A connection holding no bytes has them parsed
-    /// where they are, and keeps only what the request did not use (usually nothing), so the
-    /// common request costs no copy and no allocation; otherwise they are appended.
+    /// Takes `n` received bytes from buffer `bid` (see [`take`]).
     fn take_bytes(&mut self, idx: u32, bid: u16, n: usize) -> Option<Request> {
         let bytes = self.bufs.get(bid, n);
-        let s = &mut self.slots[idx as usize];
-        match s.phase {
-            Phase::Linger => return None,
-            Phase::Read { .. } | Phase::Look if s.buf.is_empty() => {}
-            _ => {
-                s.buf.extend_from_slice(bytes);
-                return None;
-            }
-        }
-        match s
-            .conn
-            .poll(&self.limits.rules, self.now, bytes, Stop.closes_idle())
-        {
-            Step::Request(req, used) => {
-                s.buf.extend_from_slice(&bytes[used..]);
-                Some(req)
-            }
-            Step::Discard(k) => {
-                s.buf.extend_from_slice(&bytes[k..]);
-                None
-            }
-            // A step that consumes no bytes is decided again on the connection's buffer (the
-            // state machine repeats it).
-            _ => {
-                s.buf.extend_from_slice(bytes);
-                None
-            }
-        }
+        take(
+            &mut self.slots[idx as usize],
+            &self.limits.rules,
+            self.now,
+            bytes,
+        )
     }
 
     /// Stops receiving until the state machine asks for bytes again.
@@ -742,6 +749,36 @@ impl Worker {
         let s = &mut self.slots[idx as usize];
         s.deadline = Some(at);
         self.timers.set(idx, &mut s.armed, at);
+    }
+}
+
+/// Takes received (plaintext) bytes into a connection. A connection holding no bytes has them
+/// parsed where they are, and keeps only what the request did not use (usually nothing), so the
+/// common request costs no copy and no allocation; otherwise they are appended.
+fn take(s: &mut Slot, rules: &Rules, now: Instant, bytes: &[u8]) -> Option<Request> {
+    match s.phase {
+        Phase::Linger => return None,
+        Phase::Read { .. } | Phase::Look if s.buf.is_empty() => {}
+        _ => {
+            s.buf.extend_from_slice(bytes);
+            return None;
+        }
+    }
+    match s.conn.poll(rules, now, bytes, Stop.closes_idle()) {
+        Step::Request(req, used) => {
+            s.buf.extend_from_slice(&bytes[used..]);
+            Some(req)
+        }
+        Step::Discard(k) => {
+            s.buf.extend_from_slice(&bytes[k..]);
+            None
+        }
+        // A step that consumes no bytes is decided again on the connection's buffer (the
+        // state machine repeats it).
+        _ => {
+            s.buf.extend_from_slice(bytes);
+            None
+        }
     }
 }
 

@@ -6,12 +6,14 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
 use super::ring::{self, BufRing, Op, Token};
 use super::timers::Deadlines;
+use super::tls::Tls;
 use super::{Phase, Pipe, Slot};
 use crate::config::ConnLimits;
 use crate::conn::accept::{backoff, SHED_BATCH};
@@ -59,6 +61,8 @@ pub struct Worker {
     grace: Duration,
     drain_until: Option<Instant>,
     cqes: Vec<cqueue::Entry>,
+    /// HTTPS: the server configuration every connection's TLS session is made from.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Worker {
@@ -70,6 +74,7 @@ impl Worker {
         limits: ConnLimits,
         grace: Duration,
         signals: &Signals,
+        tls: Option<Arc<rustls::ServerConfig>>,
     ) -> io::Result<Worker> {
         let ring = ring::build(ring::SQ_ENTRIES)?;
         let bufs = BufRing::new(ring::BUFFERS, ring::BUFFER_SIZE);
@@ -108,6 +113,7 @@ impl Worker {
             grace,
             drain_until: None,
             cqes: Vec::with_capacity(ring::CQ_ENTRIES as usize),
+            tls,
         })
     }
 
@@ -309,6 +315,15 @@ impl Worker {
             None
         };
         let idx = self.alloc_slot(fd, peer);
+        if let Some(config) = &self.tls {
+            match Tls::new(config) {
+                Some(tls) => self.slots[idx as usize].tls = Some(tls),
+                None => {
+                    self.close(idx, false);
+                    return self.arm_accept();
+                }
+            }
+        }
         self.drive(idx);
         if self.active >= self.limits.max_conns {
             self.pause_accept();
