@@ -470,3 +470,58 @@ fn upgrade_workload_upgrades_five_times_under_load_without_an_error() {
         }
     }
 }
+
+/// uring's upgrade race: a worker that stopped with its multishot accept still queued on the
+/// shared socket took the wake-ups of connections arriving while its ring was torn down (the
+/// socket wakes one waiting accept per connection), and when every kept-alive client of the
+/// round reconnected in that moment, all of them waited for an answer until their timeout: 64 of
+/// 64 in 1 round of 5 of `compare --workload upgrade --arch uring` before the fix
+/// (docs/results/uring-upgrade-2026-11-29-repro). Two rounds of five upgrades under 64 connections,
+/// both modes: every request answered, no connection refused.
+#[test]
+fn uring_upgrades_under_load_leave_no_connection_waiting() {
+    if let Some(why) = archserve::arch::unavailable("uring") {
+        return eprintln!("skipping architecture uring: {why}");
+    }
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("index.html"), "<h1>upgrade</h1>\n").unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let out = out.path().join("results");
+    let res = compare(
+        root.path(),
+        &out,
+        &[
+            "--arch",
+            "uring",
+            "--workload",
+            "upgrade",
+            "--repeat",
+            "2",
+            "--upgrade-duration",
+            "2s",
+            "--load-conns",
+            "64",
+            "--timeout",
+            "10",
+        ],
+    );
+    assert!(res.status.success(), "{res:?}");
+    let csv = std::fs::read_to_string(out.join("raw.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    let metric = |suffix: &str| -> Vec<f64> {
+        rows.iter()
+            .filter(|r| r[0] == "uring" && r[5].ends_with(suffix))
+            .map(|r| r[6].parse().unwrap())
+            .collect()
+    };
+    // Two rounds, two modes.
+    assert_eq!(metric(".answered").len(), 4, "{csv}");
+    assert!(metric(".answered").iter().all(|&n| n > 0.0), "{csv}");
+    assert!(metric(".upgrades").iter().all(|&n| n >= 1.0), "{csv}");
+    assert!(metric(".failed").iter().all(|&n| n == 0.0), "{csv}");
+    assert!(metric(".refused").iter().all(|&n| n == 0.0), "{csv}");
+}

@@ -52,6 +52,11 @@ pub struct Worker {
     pub(super) looks: Vec<(u32, u16)>,
     listener: TcpListener,
     accept: Accept,
+    /// An accept operation is in the kernel (its last completion, without MORE, has not come):
+    /// the worker does not exit before it has (see [`Worker::accept_ended`]).
+    accept_live: bool,
+    /// Sweeps of the accept queue made since shutdown began (see [`Worker::accept_ended`]).
+    sweeps: u8,
     /// The access log is on: accept one connection at a time with its address.
     log_peers: bool,
     peer: Box<(libc::sockaddr_storage, libc::socklen_t)>,
@@ -103,6 +108,8 @@ impl Worker {
             looks: Vec::new(),
             listener,
             accept: Accept::Idle,
+            accept_live: false,
+            sweeps: 0,
             log_peers: crate::access_log::enabled(),
             // SAFETY: sockaddr_storage is plain data; all zeroes is a valid value.
             peer: Box::new((unsafe { std::mem::zeroed() }, 0)),
@@ -123,7 +130,7 @@ impl Worker {
         self.read_signal();
         self.arm_accept();
         loop {
-            if self.drain_until.is_some() && self.active == 0 {
+            if self.drain_until.is_some() && self.active == 0 && !self.accept_live {
                 break;
             }
             let looks = std::mem::take(&mut self.looks);
@@ -276,6 +283,16 @@ impl Worker {
             self.accept = Accept::Paused;
             return;
         }
+        let e = self.accept_entry();
+        // SAFETY: the address buffer is boxed in the worker, which outlives the ring.
+        unsafe { self.push(e) };
+        self.accept_live = true;
+        self.accept = Accept::Armed;
+    }
+
+    /// The accept operation: multishot into direct descriptors, or with the access log on, one
+    /// at a time with the peer's address (multishot accept reports none).
+    fn accept_entry(&mut self) -> squeue::Entry {
         let fd = types::Fd(self.listener.as_raw_fd());
         let token = Token::new(Op::Accept, 0, 0).encode();
         let e = if self.log_peers {
@@ -289,12 +306,16 @@ impl Worker {
                 .allocate_file_index(true)
                 .build()
         };
-        // SAFETY: the address buffer is boxed in the worker, which outlives the ring.
-        unsafe { self.push(e.user_data(token)) };
-        self.accept = Accept::Armed;
+        e.user_data(token)
     }
 
     fn on_accept(&mut self, res: i32, more: bool) {
+        if !more {
+            self.accept_live = false;
+            if self.accept == Accept::Stopped {
+                self.accept_ended();
+            }
+        }
         if !more && self.accept == Accept::Armed {
             self.accept = Accept::Idle;
         }
@@ -358,6 +379,40 @@ impl Worker {
             self.accept = Accept::Idle;
             self.arm_accept();
         }
+    }
+
+    /// Shutdown began and the accept operation has ended: its wait-queue entry is off the
+    /// listening socket now, while this process still runs. The socket wakes one waiting
+    /// accept per connection (io_uring accepts wait exclusively), so a connection whose wake
+    /// came to this worker's accept just before it was cancelled stays queued and no other
+    /// worker is woken for it; when every client is waiting in such connections (each
+    /// reconnecting kept-alive client of an upgrade at once), no new connection ever wakes
+    /// anyone and all of them time out. So the queue is swept once: what is queued now is
+    /// accepted (an accept tries at once, before it waits) and served, and the accept is
+    /// cancelled right behind it in the same submission. And the worker never exits while its
+    /// accept is queued (see `run`): a dying ring's entry stays on the socket until the
+    /// kernel's teardown of the ring runs, and takes every wake meanwhile (compare's `upgrade`
+    /// without these two: 64 of 64 connections timed out in 1 round of 5,
+    /// docs/results/uring-upgrade-2026-11-29-repro).
+    fn accept_ended(&mut self) {
+        if self.sweeps > 0
+            || self.active >= self.limits.max_conns
+            || !listener_pending(&self.listener)
+        {
+            return;
+        }
+        self.sweeps += 1;
+        let e = self.accept_entry();
+        let cancel = opcode::AsyncCancel::new(Token::new(Op::Accept, 0, 0).encode())
+            .build()
+            .flags(squeue::Flags::SKIP_SUCCESS)
+            .user_data(0);
+        // SAFETY: as in `arm_accept`; the cancel has no buffer.
+        unsafe {
+            self.push(e);
+            self.push(cancel);
+        }
+        self.accept_live = true;
     }
 
     /// At the connection cap: stop accepting until a connection closes.
@@ -437,6 +492,17 @@ impl Worker {
             }
         }
     }
+}
+
+/// Whether connections are waiting in the listening socket's accept queue.
+fn listener_pending(listener: &TcpListener) -> bool {
+    let mut p = libc::pollfd {
+        fd: listener.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one pollfd, no wait.
+    unsafe { libc::poll(&mut p, 1, 0) == 1 && p.revents & libc::POLLIN != 0 }
 }
 
 /// The peer's address from an accept's sockaddr.
