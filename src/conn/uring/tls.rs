@@ -146,15 +146,18 @@ impl Worker {
         if tls.sending {
             return true;
         }
+        if tls.sent >= tls.out.len() {
+            // All sent: the buffer is reused from its start (a file body does not pile up).
+            tls.out.clear();
+            tls.sent = 0;
+        }
         while tls.conn.wants_write() {
             match tls.conn.write_tls(&mut tls.out) {
                 Ok(n) if n > 0 => {}
                 _ => break,
             }
         }
-        if tls.sent >= tls.out.len() {
-            tls.out.clear();
-            tls.sent = 0;
+        if tls.out.is_empty() {
             return false;
         }
         let rest = &tls.out[tls.sent..];
