@@ -212,7 +212,7 @@ mod tests {
         let t = Target::from_url("https://127.0.0.1:8443").unwrap();
         assert_eq!(t.url(), "https://127.0.0.1:8443/");
         assert_eq!(t.host_header(), "127.0.0.1:8443");
-        assert!(!Target::from_url("http://x:443/").unwrap().tls);
+        assert!(!Target::from_url("http://127.0.0.1:443/").unwrap().tls);
         for bad in [
             "ftp://x/",
             "http://u@x/",
