@@ -21,6 +21,12 @@
 //! - Counts are per thread ([`Stats`]), merged at the end; the only shared write is a relaxed
 //!   store of the thread's progress to its own cache line.
 //!
+//! HTTPS: a connection holds a rustls client session between the socket and the same state
+//! machine, with one more state (handshaking, after connecting). The handshake's time (from the
+//! `connect` call to the handshake's end, so TCP's handshake included, as h2load counts it) is
+//! recorded apart for full and resumed handshakes; the session cache, when resumption is on, is
+//! the configuration's, shared by every connection of the run.
+//!
 //! Every request that starts ends exactly once, as a response or an error, so `-n N` gives
 //! N outcomes. Timeouts are checked every `TICK` (10 ms), so a stalled server costs at most
 //! `timeout + TICK` per request and the run always ends by itself.
@@ -39,6 +45,7 @@ use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFl
 
 use super::http1::{ResponseParser, MAX_HEAD};
 use super::stats::{ErrorKind, Stats};
+use super::tls::{describe, rustls_error, ClientTls};
 
 /// Closed loop with `-n`: a thread takes this many requests at a time from the shared count,
 /// so threads finish together (a static split lets one thread idle while the other works
@@ -71,6 +78,8 @@ pub struct Plan {
     pub keep_alive: bool,
     /// Bound on each request, from its (intended) start to its last byte.
     pub timeout: Duration,
+    /// HTTPS: the client configuration (its session cache decides resumption) and server name.
+    pub tls: Option<ClientTls>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -194,12 +203,18 @@ enum State {
     /// No request in flight (the stream, if any, is a kept-alive connection).
     Idle,
     Connecting,
+    /// HTTPS: connected, TLS handshake under way.
+    Handshaking,
     Writing,
     Reading,
 }
 
 struct Conn {
     stream: Option<TcpStream>,
+    /// HTTPS: the session over `stream` (boxed: rustls' state is about 1 KiB).
+    tls: Option<Box<rustls::ClientConnection>>,
+    /// HTTPS: when the connection began (the handshake's time counts from it).
+    connect_at: Instant,
     state: State,
     written: usize,
     buf: Vec<u8>,
@@ -326,6 +341,8 @@ impl<'a> Worker<'a> {
             conns: (0..conns)
                 .map(|_| Conn {
                     stream: None,
+                    tls: None,
+                    connect_at: t0,
                     state: State::Idle,
                     written: 0,
                     buf: Vec::new(),
@@ -424,10 +441,11 @@ impl<'a> Worker<'a> {
                 c.peer_closed |= ev.is_read_closed() || ev.is_error();
                 match c.state {
                     State::Connecting | State::Writing => c.unread |= readable,
-                    State::Reading | State::Idle => {}
+                    State::Handshaking | State::Reading | State::Idle => {}
                 }
                 match c.state {
                     State::Connecting if writable || readable => self.connected(i),
+                    State::Handshaking if writable || readable => self.handshake(i),
                     State::Writing if writable => self.write(i),
                     State::Reading if readable => self.read(i),
                     State::Idle if readable => self.idle_event(i),
@@ -460,6 +478,7 @@ impl<'a> Worker<'a> {
             self.start(i, now);
         } else if let Some(stream) = self.conns[i].stream.take() {
             // Nothing more to send on it: close now rather than hold the server's resources.
+            self.conns[i].tls = None;
             drop(stream);
         }
     }
@@ -516,6 +535,14 @@ impl<'a> Worker<'a> {
             return;
         }
         self.stats.connects += 1;
+        c.connect_at = Instant::now();
+        c.tls = match &self.plan.tls {
+            None => None,
+            Some(t) => match t.session() {
+                Ok(session) => Some(Box::new(session)),
+                Err(e) => return self.fail_tls(i, &e),
+            },
+        };
         let connecting = TcpStream::connect(self.plan.addr).and_then(|mut s| {
             self.poll.registry().register(
                 &mut s,
@@ -550,6 +577,10 @@ impl<'a> Worker<'a> {
                 // Responses are read in one go and requests are single writes: Nagle's delay
                 // could only hurt.
                 let _ = s.set_nodelay(true);
+                if self.conns[i].tls.is_some() {
+                    self.conns[i].state = State::Handshaking;
+                    return self.handshake(i);
+                }
                 self.conns[i].state = State::Writing;
                 self.write(i);
             }
@@ -558,7 +589,60 @@ impl<'a> Worker<'a> {
         }
     }
 
+    /// Drives the TLS handshake as far as the socket allows; at its end, records its time and
+    /// kind and writes the request.
+    fn handshake(&mut self, i: usize) {
+        let c = &mut self.conns[i];
+        let (Some(s), Some(tls)) = (&mut c.stream, &mut c.tls) else {
+            return;
+        };
+        loop {
+            while tls.wants_write() {
+                match tls.write_tls(s) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return self.fail(i, io_kind(&e)),
+                }
+            }
+            if !tls.is_handshaking() {
+                let took = c.connect_at.elapsed();
+                let resumed = tls.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+                self.stats.handshake(resumed, took);
+                c.state = State::Writing;
+                return self.write(i);
+            }
+            match tls.read_tls(s) {
+                Ok(0) => {
+                    let why = "the server closed the connection during the TLS handshake";
+                    self.stats.tls_error.get_or_insert_with(|| why.into());
+                    return self.fail(i, ErrorKind::Tls);
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return self.fail(i, io_kind(&e)),
+            }
+            if let Err(e) = tls.process_new_packets() {
+                // The alert rustls queued for it, best effort.
+                let _ = tls.write_tls(s);
+                return self.fail_tls(i, &e);
+            }
+        }
+    }
+
+    /// A TLS failure: counted, and its message kept for the report (the first one).
+    fn fail_tls(&mut self, i: usize, e: &rustls::Error) {
+        if self.stats.tls_error.is_none() {
+            self.stats.tls_error = Some(describe(e));
+        }
+        self.fail(i, ErrorKind::Tls);
+    }
+
     fn write(&mut self, i: usize) {
+        if self.conns[i].tls.is_some() {
+            return self.write_tls(i);
+        }
         let request = &self.plan.request;
         let c = &mut self.conns[i];
         let Some(s) = &mut c.stream else { return };
@@ -575,6 +659,34 @@ impl<'a> Worker<'a> {
         if std::mem::take(&mut c.unread) {
             self.read(i);
         }
+    }
+
+    /// [`Worker::write`] over TLS: the request encrypted into the session once, its records
+    /// written out as the socket takes them.
+    fn write_tls(&mut self, i: usize) {
+        let request = &self.plan.request;
+        let c = &mut self.conns[i];
+        let (Some(s), Some(tls)) = (&mut c.stream, &mut c.tls) else {
+            return;
+        };
+        if c.written == 0 {
+            if let Err(e) = tls.writer().write_all(request) {
+                return self.fail(i, io_kind(&e));
+            }
+            c.written = request.len();
+        }
+        while tls.wants_write() {
+            match tls.write_tls(s) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return self.fail(i, io_kind(&e)),
+            }
+        }
+        c.state = State::Reading;
+        // Records may already be in the socket (the handshake's reads stop at WouldBlock, so
+        // this only matters for bytes that came with the handshake's last flight).
+        self.read(i);
     }
 
     fn read(&mut self, i: usize) {
@@ -595,7 +707,11 @@ impl<'a> Worker<'a> {
                     return self.fail(i, ErrorKind::BadResponse);
                 }
             }
-            let n = match s.read(&mut c.buf[c.end..]) {
+            let got = match &mut c.tls {
+                Some(tls) => read_tls(tls, s, &mut c.buf[c.end..]),
+                None => s.read(&mut c.buf[c.end..]),
+            };
+            let n = match got {
                 Ok(0) => {
                     return if c.parser.eof() {
                         self.complete(i)
@@ -606,7 +722,10 @@ impl<'a> Worker<'a> {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return self.fail(i, io_kind(&e)),
+                Err(e) => match rustls_error(&e).cloned() {
+                    Some(t) => return self.fail_tls(i, &t),
+                    None => return self.fail(i, io_kind(&e)),
+                },
             };
             c.end += n;
             c.bytes += n as u64;
@@ -638,6 +757,22 @@ impl<'a> Worker<'a> {
     /// response that was read before it arrived): counted in [`Stats::unrequested`].
     fn idle_event(&mut self, i: usize) {
         let c = &mut self.conns[i];
+        if let (Some(s), Some(tls)) = (&mut c.stream, &mut c.tls) {
+            // TLS records that carry no data (a late session ticket, a key update) leave the
+            // connection usable.
+            let mut probe = [0u8; 64];
+            match read_tls(tls, s, &mut probe) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Ok(n) if n > 0 => {
+                    self.stats.bytes += n as u64;
+                    self.stats.unrequested += 1;
+                }
+                _ => {}
+            }
+            c.stream = None;
+            c.tls = None;
+            return;
+        }
         if let Some(mut s) = c.stream.take() {
             let mut probe = [0u8; 64];
             if let Ok(n) = s.read(&mut probe) {
@@ -657,6 +792,7 @@ impl<'a> Worker<'a> {
         self.stats.bytes += c.bytes;
         if !self.plan.keep_alive || c.parser.must_close() || c.peer_closed {
             c.stream = None;
+            c.tls = None;
         }
         self.end_request(i);
         self.outcome(Ok(status), latency);
@@ -669,6 +805,7 @@ impl<'a> Worker<'a> {
         let latency = now.saturating_duration_since(c.origin);
         self.stats.bytes += c.bytes;
         c.stream = None;
+        c.tls = None;
         self.end_request(i);
         self.outcome(Err(kind), latency);
         self.restart.push(i);
@@ -710,6 +847,36 @@ impl<'a> Worker<'a> {
     }
 }
 
+/// Reads plaintext from a TLS session into `dst`, reading the socket only when the session holds
+/// none: Ok(0) at the end of the stream (close_notify, or a close without it: the response's
+/// framing decides whether that was too early); WouldBlock once the socket is drained; a TLS
+/// failure as InvalidData carrying the rustls error.
+fn read_tls(
+    tls: &mut rustls::ClientConnection,
+    s: &mut TcpStream,
+    dst: &mut [u8],
+) -> io::Result<usize> {
+    loop {
+        match tls.reader().read(dst) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+            Err(e) => return Err(e),
+        }
+        if tls.read_tls(s)? == 0 {
+            return Ok(0);
+        }
+        if let Err(e) = tls.process_new_packets() {
+            let _ = tls.write_tls(s);
+            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+        }
+        // A key update or an alert to answer (rare): written now, best effort.
+        if tls.wants_write() {
+            let _ = tls.write_tls(s);
+        }
+    }
+}
+
 /// The error kind of an I/O error on an established connection.
 fn io_kind(e: &io::Error) -> ErrorKind {
     match e.kind() {
@@ -744,6 +911,7 @@ mod tests {
             rate: Some(200.0),
             keep_alive: true,
             timeout: Duration::from_secs(1),
+            tls: None,
         };
         assert_eq!(plan.scheduled(), Some(300));
         plan.limit = Limit::Requests(7);

@@ -18,6 +18,7 @@ use super::engine::{self, Limit, Plan, Progress};
 use super::report::Report;
 use super::seed::{self, SeedCli};
 use super::target::{encode_request, parse_header, Target};
+use super::tls::{ClientTls, TlsArgs};
 
 /// Generate load: the seed's test_my_server (`-c|-i [-nc N] HOST PORT`) or a keep-alive load
 /// generator (`archserve load --help` lists the options of both).
@@ -48,7 +49,14 @@ had another status; 1 otherwise (after the report); 2 for bad options.
 
 Examples:
   archserve load -c 64 -n 400000 http://127.0.0.1:8080/index.html
-  archserve load -c 16 -d 10s --rate 2000 --json 127.0.0.1 2000 /io?ms=5";
+  archserve load -c 16 -d 10s --rate 2000 --json 127.0.0.1 2000 /io?ms=5
+  archserve load --cacert cert.pem --no-keepalive -c 8 -d 5s https://localhost:8443/
+
+HTTPS (an https:// URL, or --tls with HOST PORT): the report's `tls` line (JSON `tls`) counts
+full and resumed handshakes and their times, from the connect call to the handshake's end.
+Sessions are resumed by default (every connection offers a ticket an earlier one received, as
+h2load does); --no-resume makes every handshake a full one. A failed handshake is a `tls`
+error; when no response arrived, the first one is the `error:` line.";
 
 /// The load generator's options.
 #[derive(Debug, Parser)]
@@ -96,6 +104,11 @@ struct GenCli {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    tls: TlsArgs,
+    /// HTTPS: offer no saved session, so every handshake is a full one.
+    #[arg(long)]
+    no_resume: bool,
     /// No progress bar.
     #[arg(short = 'q', long)]
     quiet: bool,
@@ -165,6 +178,14 @@ fn generate(cli: GenCli) -> anyhow::Result<i32> {
         [] => unreachable!("clap requires a target"),
     }
     .map_err(anyhow::Error::msg)?;
+    let mut target = target;
+    target.tls |= cli.tls.tls;
+    let tls = match target.tls {
+        true => Some(
+            ClientTls::new(&cli.tls, &target.host, !cli.no_resume).map_err(anyhow::Error::msg)?,
+        ),
+        false => None,
+    };
     let connections = cli.connections as usize;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = cli.threads.map_or(cpus, |t| t as usize).min(connections);
@@ -183,6 +204,7 @@ fn generate(cli: GenCli) -> anyhow::Result<i32> {
         rate: cli.rate,
         keep_alive: !cli.no_keepalive,
         timeout: cli.timeout,
+        tls,
     };
     let show_bar = !cli.quiet && std::io::stderr().is_terminal();
     let stats = run_with_progress(&plan, &cli.expect_status, show_bar)?;
@@ -191,6 +213,9 @@ fn generate(cli: GenCli) -> anyhow::Result<i32> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", report.human(&plan));
+    }
+    if let (0, Some(e)) = (report.responses, &stats.tls_error) {
+        bail!("TLS handshake with {} failed: {e}", target.url());
     }
     if report.responses == 0 {
         bail!(

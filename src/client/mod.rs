@@ -5,6 +5,7 @@
 //! - [`target`]: URL / `HOST PORT` parsing and request encoding.
 //! - [`engine`]: the load generator's per-thread epoll loops; [`stats`]: what they count.
 //! - [`report`]: the human and JSON reports; [`seed`]: the seed face's output.
+//! - [`tls`]: HTTPS for both (trust, server name, resumption, error messages).
 use std::time::Duration;
 
 pub mod engine;
@@ -15,6 +16,7 @@ pub mod seed;
 pub mod send;
 pub mod stats;
 pub mod target;
+pub mod tls;
 
 /// A duration in seconds (fractions allowed, `s`/`ms`/`m` suffixes accepted), in (0, 1 day].
 pub(crate) fn seconds(s: &str) -> Result<Duration, String> {

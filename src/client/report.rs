@@ -21,6 +21,20 @@ pub struct Latency {
     pub max: u64,
 }
 
+/// HTTPS handshakes: how many of each kind, and their times in µs (connect call to the
+/// handshake's end).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Handshakes {
+    /// Whether the client offered its saved sessions (false: `--no-resume`).
+    pub resume: bool,
+    pub full: u64,
+    pub resumed: u64,
+    pub full_us: Latency,
+    pub resumed_us: Latency,
+    /// The first TLS failure, in words (also counted under `errors.tls`).
+    pub error: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub url: String,
@@ -59,29 +73,43 @@ pub struct Report {
     /// Closed loop: what Little's law predicts from the concurrency and the mean latency
     /// (connections ÷ mean latency). Far from `requests_per_s` means something is off.
     pub littles_law_req_per_s: Option<f64>,
+    /// HTTPS only.
+    pub tls: Option<Handshakes>,
+}
+
+/// The summary of one histogram (zeros when empty).
+fn summary(h: &hdrhistogram::Histogram<u64>) -> Latency {
+    let q = |p: f64| {
+        if h.is_empty() {
+            0
+        } else {
+            h.value_at_quantile(p)
+        }
+    };
+    Latency {
+        min: if h.is_empty() { 0 } else { h.min() },
+        mean: h.mean(),
+        stdev: h.stdev(),
+        p50: q(0.50),
+        p90: q(0.90),
+        p99: q(0.99),
+        p999: q(0.999),
+        max: h.max(),
+    }
 }
 
 impl Report {
     pub fn new(plan: &Plan, url: &str, stats: &Stats, expect_status: &[u16]) -> Report {
-        let h = &stats.latency;
         let secs = stats.elapsed.as_secs_f64().max(1e-9);
-        let q = |p: f64| {
-            if h.is_empty() {
-                0
-            } else {
-                h.value_at_quantile(p)
-            }
-        };
-        let latency = Latency {
-            min: if h.is_empty() { 0 } else { h.min() },
-            mean: h.mean(),
-            stdev: h.stdev(),
-            p50: q(0.50),
-            p90: q(0.90),
-            p99: q(0.99),
-            p999: q(0.999),
-            max: h.max(),
-        };
+        let latency = summary(&stats.latency);
+        let tls = plan.tls.as_ref().map(|t| Handshakes {
+            resume: t.resume,
+            full: stats.handshake_full.len(),
+            resumed: stats.handshake_resumed.len(),
+            full_us: summary(&stats.handshake_full),
+            resumed_us: summary(&stats.handshake_resumed),
+            error: stats.tls_error.clone(),
+        });
         let littles_law = (plan.rate.is_none() && latency.mean > 0.0)
             .then(|| plan.connections as f64 / (latency.mean / 1e6));
         Report {
@@ -118,6 +146,7 @@ impl Report {
             connects: stats.connects,
             latency_us: latency,
             littles_law_req_per_s: littles_law,
+            tls,
         }
     }
 
@@ -141,6 +170,7 @@ impl Report {
         self.write_totals(&mut o);
         self.write_statuses(&mut o);
         self.write_errors(&mut o);
+        self.write_tls(&mut o);
         self.write_check(&mut o);
         o
     }
@@ -267,6 +297,34 @@ impl Report {
         let _ = writeln!(o, "  connections {} opened", self.connects);
     }
 
+    /// HTTPS: handshakes of each kind and their times.
+    fn write_tls(&self, o: &mut String) {
+        let Some(t) = &self.tls else { return };
+        let kind = |n: u64, l: &Latency| {
+            if n == 0 {
+                return String::new();
+            }
+            format!(
+                " (mean {}, p50 {}, p99 {})",
+                ms(l.mean),
+                ms(l.p50 as f64),
+                ms(l.p99 as f64)
+            )
+        };
+        let _ = writeln!(
+            o,
+            "  tls         {} full handshakes{}, {} resumed{}{}",
+            t.full,
+            kind(t.full, &t.full_us),
+            t.resumed,
+            kind(t.resumed, &t.resumed_us),
+            if t.resume { "" } else { "; resumption off" }
+        );
+        if let Some(e) = &t.error {
+            let _ = writeln!(o, "              first TLS error: {e}");
+        }
+    }
+
     /// Little's law, as a check of the figures above.
     fn write_check(&self, o: &mut String) {
         let l = &self.latency_us;
@@ -344,6 +402,7 @@ mod tests {
             rate: None,
             keep_alive: true,
             timeout: Duration::from_secs(1),
+            tls: None,
         }
     }
 

@@ -76,6 +76,7 @@ pub fn run(cli: SeedCli) -> anyhow::Result<i32> {
         rate: None,
         keep_alive: false,
         timeout: cli.timeout,
+        tls: None,
     };
     let url = target.url();
     let start = Instant::now();
@@ -120,6 +121,7 @@ fn describe(kind: ErrorKind) -> &'static str {
         ErrorKind::Closed => "connection closed before the response was complete",
         ErrorKind::BadResponse => "invalid HTTP response",
         ErrorKind::UnexpectedStatus => "unexpected status",
+        ErrorKind::Tls => "TLS failure",
     }
 }
 

@@ -17,6 +17,7 @@ use clap::Args;
 
 use super::http1::ResponseParser;
 use super::target::host_header;
+use super::tls::{describe, rustls_error, ClientTls, TlsArgs};
 
 /// After an invalid response, keep reading this long at most (or until the close) so the bytes
 /// the server did send are all shown, without waiting for the whole `--timeout`.
@@ -35,7 +36,12 @@ Exit status: 0 when every response arrived complete and valid; 1 otherwise (refu
 out, reset, closed early, invalid response), with one `error:` line on stderr after whatever
 bytes did arrive.
 
-Example: archserve send 127.0.0.1 2000 \"GET / HTTP/1.1\"")]
+HTTPS (--tls): the handshake comes first, with HOST as the server name (SNI, and the name the
+certificate must carry); a failed handshake is one `error:` line (untrusted certificate, a
+plain-HTTP port, ...). The bytes printed are the decrypted response.
+
+Examples: archserve send 127.0.0.1 2000 \"GET / HTTP/1.1\"
+          archserve send --tls --cacert cert.pem localhost 8443 \"GET / HTTP/1.1\"")]
 pub struct SendArgs {
     /// Server host (name or address).
     pub host: String,
@@ -53,6 +59,8 @@ pub struct SendArgs {
     /// Seconds to wait for the connection and for the whole response.
     #[arg(long, default_value = "10", value_parser = super::seconds)]
     pub timeout: Duration,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 pub fn run(args: SendArgs) -> anyhow::Result<i32> {
@@ -60,10 +68,26 @@ pub fn run(args: SendArgs) -> anyhow::Result<i32> {
     let (request, heads) = if args.raw {
         (given.to_vec(), vec![given.starts_with(b"HEAD ")])
     } else {
-        complete(&unescape(given), &host_header(&args.host, args.port))
+        complete(
+            &unescape(given),
+            &host_header(&args.host, args.port, args.tls.tls),
+        )
+    };
+    let tls = match args.tls.tls {
+        true => Some(ClientTls::new(&args.tls, &args.host, false).map_err(anyhow::Error::msg)?),
+        false => None,
     };
     let deadline = Instant::now() + args.timeout;
-    let mut stream = connect(&args.host, args.port, args.timeout)?;
+    let sock = connect(&args.host, args.port, args.timeout)?;
+    let mut stream = match tls {
+        Some(tls) => handshake(
+            sock,
+            &tls,
+            deadline,
+            &format!("{}:{}", args.host, args.port),
+        )?,
+        None => Stream::Plain(sock),
+    };
     let mut received = Vec::new();
     let outcome = exchange(
         &mut stream,
@@ -104,10 +128,95 @@ fn connect(host: &str, port: u16, timeout: Duration) -> anyhow::Result<TcpStream
     })
 }
 
+/// The connection: the socket, or a rustls session over it.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Stream {
+    fn sock(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(t) => &t.sock,
+        }
+    }
+
+    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        self.sock().set_read_timeout(t)
+    }
+
+    fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        self.sock().set_write_timeout(t)
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, dst: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(dst),
+            // A close without close_notify ends the stream here like a plain close: the
+            // response's own framing says whether it was complete.
+            Stream::Tls(t) => match t.read(dst) {
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+                r => r,
+            },
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(bytes),
+            Stream::Tls(t) => t.write(bytes),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(t) => t.flush(),
+        }
+    }
+}
+
+/// Runs the TLS handshake to its end before anything is sent, so that its failure is reported
+/// as such (`server`: host:port, for the messages).
+fn handshake(
+    mut sock: TcpStream,
+    tls: &ClientTls,
+    deadline: Instant,
+    server: &str,
+) -> anyhow::Result<Stream> {
+    let mut session = tls.session()?;
+    while session.is_handshaking() {
+        let left = remaining(deadline)
+            .map_err(|_| anyhow!("timed out during the TLS handshake with {server}"))?;
+        sock.set_read_timeout(Some(left))?;
+        sock.set_write_timeout(Some(left))?;
+        match session.complete_io(&mut sock) {
+            Ok(_) => {}
+            Err(e) if is_timeout(&e) => bail!("timed out during the TLS handshake with {server}"),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => bail!(
+                "the server closed the connection during the TLS handshake with {server} (is it \
+                 a plain-HTTP port?)"
+            ),
+            Err(e) => match rustls_error(&e) {
+                Some(t) => bail!("TLS handshake with {server} failed: {}", describe(t)),
+                None => bail!("TLS handshake with {server} failed: {e}"),
+            },
+        }
+    }
+    Ok(Stream::Tls(Box::new(rustls::StreamOwned::new(
+        session, sock,
+    ))))
+}
+
 /// Writes the request and reads one response per entry of `heads` (true: answer to HEAD),
 /// appending every byte received to `received`.
 fn exchange(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     request: &[u8],
     heads: &[bool],
     until_close: bool,
@@ -221,6 +330,9 @@ fn is_timeout(e: &io::Error) -> bool {
 }
 
 fn io_error(e: io::Error, doing: &str, got: usize) -> anyhow::Error {
+    if let Some(t) = rustls_error(&e) {
+        return anyhow!("TLS error while {doing}: {}", describe(t));
+    }
     match e.kind() {
         _ if is_timeout(&e) => anyhow!("timed out {doing} ({got} bytes received)"),
         io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => {

@@ -29,16 +29,20 @@ pub enum ErrorKind {
     BadResponse,
     /// A valid response whose status is not one of `--expect-status` (never counted without it).
     UnexpectedStatus,
+    /// HTTPS: the TLS handshake or a record failed (untrusted certificate, a server that does
+    /// not speak TLS, a bad record); the first message is kept in [`Stats::tls_error`].
+    Tls,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 6] = [
+    pub const ALL: [ErrorKind; 7] = [
         ErrorKind::Connect,
         ErrorKind::Timeout,
         ErrorKind::Reset,
         ErrorKind::Closed,
         ErrorKind::BadResponse,
         ErrorKind::UnexpectedStatus,
+        ErrorKind::Tls,
     ];
 
     /// Stable name, used in the report and the JSON keys.
@@ -50,6 +54,7 @@ impl ErrorKind {
             ErrorKind::Closed => "closed",
             ErrorKind::BadResponse => "bad_response",
             ErrorKind::UnexpectedStatus => "unexpected_status",
+            ErrorKind::Tls => "tls",
         }
     }
 
@@ -77,6 +82,12 @@ pub struct Stats {
     pub connects: u64,
     /// From the common start to this thread's last completion.
     pub elapsed: Duration,
+    /// HTTPS: time of each completed full handshake and of each resumed one, in µs (from the
+    /// connect call to the handshake's end).
+    pub handshake_full: Histogram<u64>,
+    pub handshake_resumed: Histogram<u64>,
+    /// HTTPS: the first TLS failure, in words.
+    pub tls_error: Option<String>,
 }
 
 impl Default for Stats {
@@ -87,9 +98,15 @@ impl Default for Stats {
 
 impl Stats {
     pub fn new() -> Stats {
+        let histogram = || {
+            Histogram::new_with_bounds(LOWEST_US, HIGHEST_US, SIGFIG)
+                .expect("constant histogram bounds are valid")
+        };
         Stats {
-            latency: Histogram::new_with_bounds(LOWEST_US, HIGHEST_US, SIGFIG)
-                .expect("constant histogram bounds are valid"),
+            latency: histogram(),
+            handshake_full: histogram(),
+            handshake_resumed: histogram(),
+            tls_error: None,
             statuses: vec![0; STATUS_SLOTS],
             errors: [0; ErrorKind::ALL.len()],
             bytes: 0,
@@ -118,6 +135,16 @@ impl Stats {
             *slot += 1;
         }
         self.error(ErrorKind::UnexpectedStatus);
+    }
+
+    /// A completed TLS handshake: resumed or full, and how long it took.
+    pub fn handshake(&mut self, resumed: bool, took: Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let h = match resumed {
+            true => &mut self.handshake_resumed,
+            false => &mut self.handshake_full,
+        };
+        h.saturating_record(us.max(LOWEST_US));
     }
 
     pub fn error(&mut self, kind: ErrorKind) {
@@ -151,6 +178,11 @@ impl Stats {
     pub fn merge(&mut self, other: &Stats) {
         // Same bounds on both sides, so adding cannot fail.
         let _ = self.latency.add(&other.latency);
+        let _ = self.handshake_full.add(&other.handshake_full);
+        let _ = self.handshake_resumed.add(&other.handshake_resumed);
+        if self.tls_error.is_none() {
+            self.tls_error.clone_from(&other.tls_error);
+        }
         for (a, b) in self.statuses.iter_mut().zip(&other.statuses) {
             *a += b;
         }
@@ -186,7 +218,13 @@ mod tests {
         b.bytes = 5;
         b.connects = 3;
         b.elapsed = Duration::from_secs(2);
+        b.handshake(true, Duration::from_micros(300));
+        b.handshake(false, Duration::from_micros(900));
+        b.tls_error = Some("x".into());
+        a.handshake(false, Duration::from_micros(800));
         a.merge(&b);
+        assert_eq!((a.handshake_full.len(), a.handshake_resumed.len()), (2, 1));
+        assert_eq!(a.tls_error.as_deref(), Some("x"));
         assert_eq!(a.responses, 3);
         // Unrequested bytes end no request.
         assert_eq!(a.finished(), 7);
@@ -216,7 +254,8 @@ mod tests {
                 "reset",
                 "closed",
                 "bad_response",
-                "unexpected_status"
+                "unexpected_status",
+                "tls"
             ]
         );
     }

@@ -1,5 +1,6 @@
-//! Where the clients connect and what `load` sends: `http://host:port/path` or `HOST PORT [PATH]`
-//! resolved to one socket address, and the request encoded once, before the run.
+//! Where the clients connect and what `load` sends: `http://host:port/path`,
+//! `https://host:port/path` or `HOST PORT [PATH]` resolved to one socket address, and the request
+//! encoded once, before the run.
 use std::net::{SocketAddr, ToSocketAddrs};
 
 /// A resolved target.
@@ -11,19 +12,24 @@ pub struct Target {
     /// Origin-form request target: path plus query, never empty.
     pub path: String,
     pub addr: SocketAddr,
+    /// HTTPS (an https:// URL, or `--tls`).
+    pub tls: bool,
 }
 
 impl Target {
-    /// Parses `http://host[:port][/path]`; a bare `host:port/path` is accepted too.
+    /// Parses `http://host[:port][/path]` or `https://...`; a bare `host:port/path` is
+    /// accepted too (HTTP).
     pub fn from_url(url: &str) -> Result<Target, String> {
-        let rest = if let Some(rest) = strip_prefix_ci(url, "http://") {
-            rest
-        } else if strip_prefix_ci(url, "https://").is_some() {
-            return Err("https is not supported (plain HTTP/1.1 only)".into());
+        let (rest, tls) = if let Some(rest) = strip_prefix_ci(url, "http://") {
+            (rest, false)
+        } else if let Some(rest) = strip_prefix_ci(url, "https://") {
+            (rest, true)
         } else if url.contains("://") {
-            return Err(format!("{url}: only http:// URLs are supported"));
+            return Err(format!(
+                "{url}: only http:// and https:// URLs are supported"
+            ));
         } else {
-            url
+            (url, false)
         };
         let (authority, path) = match rest.find(['/', '?']) {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -35,7 +41,10 @@ impl Target {
             path.to_string()
         };
         let (host, port) = split_authority(authority)?;
-        Target::new(host, port, &path)
+        let port = port.unwrap_or(if tls { 443 } else { 80 });
+        let mut target = Target::new(host, port, &path)?;
+        target.tls = tls;
+        Ok(target)
     }
 
     /// From separate host, port and path (the seed's `HOST PORT` form).
@@ -64,28 +73,32 @@ impl Target {
             port,
             path: path.to_string(),
             addr,
+            tls: false,
         })
     }
 
-    /// The Host header value: the port is left out when it is the default (RFC 9110 §7.2).
+    /// The Host header value: the port is left out when it is the scheme's default (RFC 9110
+    /// §7.2).
     pub fn host_header(&self) -> String {
-        host_header(&self.host, self.port)
+        host_header(&self.host, self.port, self.tls)
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}:{}{}", self.host, self.port, self.path)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}:{}{}", self.host, self.port, self.path)
     }
 }
 
-/// `host` or `host:port` for a Host header.
-pub fn host_header(host: &str, port: u16) -> String {
+/// `host` or `host:port` for a Host header (the port left out when it is 80 for HTTP, 443 for
+/// HTTPS).
+pub fn host_header(host: &str, port: u16, tls: bool) -> String {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     let host = if bare.contains(':') {
         format!("[{bare}]")
     } else {
         bare.to_string()
     };
-    if port == 80 {
+    if port == if tls { 443 } else { 80 } {
         host
     } else {
         format!("{host}:{port}")
@@ -98,7 +111,7 @@ fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
         .then(|| &s[prefix.len()..])
 }
 
-fn split_authority(a: &str) -> Result<(&str, u16), String> {
+fn split_authority(a: &str) -> Result<(&str, Option<u16>), String> {
     if a.contains('@') {
         return Err("user information in the URL is not supported".into());
     }
@@ -116,8 +129,8 @@ fn split_authority(a: &str) -> Result<(&str, u16), String> {
         }
     };
     let port = match port {
-        None => 80,
-        Some(p) => p.parse().map_err(|_| format!("bad port {p:?}"))?,
+        None => None,
+        Some(p) => Some(p.parse().map_err(|_| format!("bad port {p:?}"))?),
     };
     Ok((host, port))
 }
@@ -191,8 +204,16 @@ mod tests {
         assert_eq!(t.host, "[::1]");
         assert_eq!(t.host_header(), "[::1]:81");
         assert_eq!(t.url(), "http://[::1]:81/");
+        let t = Target::from_url("HTTPS://localhost/x").unwrap();
+        assert_eq!(
+            (t.port, t.tls, t.host_header()),
+            (443, true, "localhost".into())
+        );
+        let t = Target::from_url("https://127.0.0.1:8443").unwrap();
+        assert_eq!(t.url(), "https://127.0.0.1:8443/");
+        assert_eq!(t.host_header(), "127.0.0.1:8443");
+        assert!(!Target::from_url("http://127.0.0.1:443/").unwrap().tls);
         for bad in [
-            "https://x/",
             "ftp://x/",
             "http://u@x/",
             "http://x:port/",

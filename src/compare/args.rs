@@ -189,10 +189,15 @@ impl Preset {
         }
     }
 
-    /// `--full`: every table docs/BENCHMARKS.md publishes, within 20 minutes on 2 cores.
+    /// `--full`: every table docs/BENCHMARKS.md publishes, within 20 minutes on 2 cores; all
+    /// but `tls`, which has a run of its own (`--workload tls`: its servers are other
+    /// configurations, and its 10,000 handshaken idle connections per server would not fit).
     pub fn full() -> Preset {
         Preset {
-            workloads: Workload::ALL.to_vec(),
+            workloads: Workload::ALL
+                .into_iter()
+                .filter(|&w| w != Workload::Tls)
+                .collect(),
             baselines: Baseline::ALL.to_vec(),
             repeat: 5,
             clients: (1..=10).collect(),
@@ -264,7 +269,8 @@ mod tests {
     #[test]
     fn the_full_preset_runs_everything_longer() {
         let (q, f) = (Preset::quick(), Preset::full());
-        assert_eq!(f.workloads, Workload::ALL);
+        assert_eq!(f.workloads.len(), Workload::ALL.len() - 1);
+        assert!(!f.workloads.contains(&Workload::Tls));
         assert!(q.workloads.iter().all(|w| f.workloads.contains(w)));
         assert!(q.baselines.is_empty() && !f.baselines.is_empty());
         assert!(f.repeat > q.repeat && f.duration > q.duration);

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::plan::Baseline;
+use super::tls::TlsFiles;
 use crate::site::mime::content_type;
 
 /// The listen backlog every baseline gets (archserve's default).
@@ -57,7 +58,9 @@ pub enum Mode {
     Daemon,
 }
 
-/// Writes the configuration into `dir` and returns the command that serves `root` on `addr`.
+/// Writes the configuration into `dir` and returns the command that serves `root` on `addr`
+/// (over HTTPS with `tls`'s certificate and key: nginx only).
+#[allow(clippy::too_many_arguments)]
 pub fn prepare(
     b: Baseline,
     bin: &Path,
@@ -66,6 +69,7 @@ pub fn prepare(
     addr: SocketAddr,
     workers: usize,
     mode: Mode,
+    tls: Option<&TlsFiles>,
 ) -> io::Result<Command> {
     std::fs::create_dir_all(dir)?;
     let dir = std::fs::canonicalize(dir)?;
@@ -76,7 +80,7 @@ pub fn prepare(
         Baseline::Nginx | Baseline::NginxDeferred => {
             let deferred = b == Baseline::NginxDeferred;
             let daemon = mode == Mode::Daemon;
-            nginx_conf(
+            let conf = nginx_conf(
                 &dir,
                 root,
                 addr,
@@ -84,7 +88,16 @@ pub fn prepare(
                 deferred,
                 daemon,
                 running_as_root(),
-            )
+            );
+            match tls {
+                Some(t) => nginx_tls(&conf, t),
+                None => conf,
+            }
+        }
+        Baseline::Lighttpd if tls.is_some() => {
+            return Err(io::Error::other(
+                "lighttpd is not configured for HTTPS here",
+            ))
         }
         Baseline::Lighttpd => lighttpd_conf(&dir, root, addr),
     };
@@ -195,6 +208,28 @@ http {{
     )
 }
 
+/// nginx over HTTPS, as an operator sets it up for speed and as archserve serves it: the same
+/// certificate and key, nginx's defaults for protocols (TLS 1.2 and 1.3) and ciphers, HTTP/1.1
+/// only, session tickets on (their key made by the master at start, so every worker accepts
+/// every other's tickets, as archserve's do), and no shared session-ID cache (archserve has
+/// none across workers either; TLS 1.3 clients resume with tickets).
+fn nginx_tls(conf: &str, t: &TlsFiles) -> String {
+    let tls = format!(
+        "        ssl_certificate {};
+        ssl_certificate_key {};
+        ssl_session_tickets on;
+        ssl_session_timeout 6h;
+",
+        quote(&t.cert),
+        quote(&t.key)
+    );
+    conf.replacen(" backlog=", " ssl backlog=", 1).replacen(
+        "        root ",
+        &format!("{tls}        root "),
+        1,
+    )
+}
+
 fn lighttpd_conf(dir: &Path, root: &Path, addr: SocketAddr) -> String {
     let types: Vec<String> = mime_map()
         .into_iter()
@@ -273,12 +308,36 @@ mod tests {
                 addr,
                 1,
                 Mode::Foreground,
+                None,
             )
             .unwrap();
             let conf = dir.path().join(format!("{}.conf", b.program()));
             let text = std::fs::read_to_string(conf).unwrap();
             assert!(text.contains(&quote(&www)), "{text}");
         }
+    }
+
+    #[test]
+    fn nginx_over_https_gets_the_certificate_and_tickets() {
+        let addr: SocketAddr = "127.0.0.1:4321".parse().unwrap();
+        let n = nginx_conf(
+            Path::new("/t"),
+            Path::new("/r"),
+            addr,
+            2,
+            false,
+            false,
+            false,
+        );
+        let t = TlsFiles {
+            cert: "/k/cert.pem".into(),
+            key: "/k/key.pem".into(),
+        };
+        let n = nginx_tls(&n, &t);
+        assert!(n.contains("listen 127.0.0.1:4321 ssl backlog=1024;"), "{n}");
+        assert!(n.contains("ssl_certificate \"/k/cert.pem\";"), "{n}");
+        assert!(n.contains("ssl_certificate_key \"/k/key.pem\";"), "{n}");
+        assert!(n.contains("ssl_session_tickets on;"), "{n}");
     }
 
     #[test]

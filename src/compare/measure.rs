@@ -76,6 +76,7 @@ pub fn burst(
         rate: None,
         keep_alive: false,
         timeout,
+        tls: None,
     };
     let t = Instant::now();
     let stats = engine::run(&plan, &Progress::new(1), None)?;
@@ -104,6 +105,7 @@ pub fn closed_loop(
         rate: None,
         keep_alive,
         timeout,
+        tls: None,
     };
     engine::run(&plan, &Progress::new(threads), None)
 }
@@ -273,6 +275,7 @@ fn warm_up(addr: SocketAddr, path: &str, workers: usize) -> io::Result<()> {
         rate: None,
         keep_alive: false,
         timeout: Duration::from_secs(5),
+        tls: None,
     };
     engine::run(&plan, &Progress::new(1), None)?;
     std::thread::sleep(Duration::from_millis(50));
@@ -439,6 +442,11 @@ pub fn measure(
         Workload::Upgrade => {
             return Err(io::Error::other(
                 "upgrade starts servers of its own (compare::upgrade::measure)",
+            ))
+        }
+        Workload::Tls => {
+            return Err(io::Error::other(
+                "tls starts servers of its own (compare::tls::measure)",
             ))
         }
     })

@@ -7,8 +7,8 @@
 //! - [`run`]: the run (rounds, progress, Ctrl-C, what is written at the end); [`server`]: a
 //!   server as a child process (start, readiness, stop); [`scratch`]: the document root served.
 //! - [`measure`]: the workloads; [`syscalls`] and [`loadgen`]: the two that drive other tools;
-//!   [`upgrade`]: the one that replaces the server under load; [`procfs`]: a server's
-//!   processes, memory and CPU time.
+//!   [`upgrade`]: the one that replaces the server under load; [`tls`]: the one over HTTPS;
+//!   [`procfs`]: a server's processes, memory and CPU time.
 //! - [`baseline`]: the only nginx and lighttpd configurations; [`machine`]: the machine,
 //!   versions, commit and command.
 //! - [`report`]: raw.csv and summary.json; [`tables`]: the sections and tables of the reports;
@@ -31,6 +31,7 @@ pub mod scratch;
 pub mod server;
 pub mod syscalls;
 pub mod tables;
+pub mod tls;
 pub mod upgrade;
 
 pub use args::CompareArgs;

@@ -43,10 +43,13 @@ pub enum Workload {
     /// Five upgrades in a row under `archserve load` (keep-alive, then connection-per-request,
     /// each on a fresh server): requests answered, failed by kind, connections refused.
     Upgrade,
+    /// HTTPS (each server started with the run's certificate): keep-alive CPU per request,
+    /// full and resumed handshakes/s, 1 MiB MiB/s, memory per idle TLS connection.
+    Tls,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 11] = [
+    pub const ALL: [Workload; 12] = [
         Workload::Cpu,
         Workload::Io,
         Workload::Static,
@@ -58,6 +61,7 @@ impl Workload {
         Workload::Syscalls,
         Workload::Loadgen,
         Workload::Upgrade,
+        Workload::Tls,
     ];
 
     /// The name used on the command line, in raw.csv and in file names.
@@ -74,6 +78,7 @@ impl Workload {
             Workload::Syscalls => "syscalls",
             Workload::Loadgen => "loadgen",
             Workload::Upgrade => "upgrade",
+            Workload::Tls => "tls",
         }
     }
 
@@ -95,9 +100,10 @@ impl Workload {
         !matches!(self, Workload::Cpu | Workload::Io | Workload::IoBurst)
     }
 
-    /// Whether it runs on the server started for the round; idle and upgrade start their own.
+    /// Whether it runs on the server started for the round; idle, upgrade and tls start their
+    /// own.
     pub fn shares_a_server(self) -> bool {
-        !matches!(self, Workload::Idle | Workload::Upgrade)
+        !matches!(self, Workload::Idle | Workload::Upgrade | Workload::Tls)
     }
 
     /// Counts, not timings: measured in the first round only.
@@ -179,6 +185,14 @@ impl ServerSpec {
         // The registry gives the blocking loops the short idle timeout: exactly the property
         // (a connection occupies a worker) that matters here.
         matches!(self.kind, Kind::Arch(a, _) if a.idle_timeout == arch::BLOCKING_IDLE)
+    }
+
+    /// Whether the tls workload runs on it: ours that serve HTTPS, and nginx.
+    pub fn serves_tls(&self) -> bool {
+        match self.kind {
+            Kind::Arch(a, _) => a.serves_tls,
+            Kind::Baseline(b, _) => b != Baseline::Lighttpd,
+        }
     }
 
     /// Whether the upgrade workload runs on it: ours, and plain nginx (`USR2` + `QUIT`).
@@ -350,7 +364,7 @@ impl Plan {
         match w {
             Workload::Cpu | Workload::Io => self.p.clients.clone(),
             Workload::Static => self.p.static_conns.clone(),
-            Workload::Close => vec![self.p.close_conns],
+            Workload::Close | Workload::Tls => vec![self.p.close_conns],
             Workload::Big => vec![self.p.big_conns],
             Workload::Fresh => vec![1],
             Workload::Idle => vec![self.p.idle_conns],
@@ -437,6 +451,13 @@ impl Plan {
             // Keep-alive and connection-per-request, each with the tracer's start and stop.
             Workload::Syscalls => (duration + TRACER_COST + WARM_UP) * 2,
             Workload::Loadgen => (duration + WARM_UP) * GENERATORS,
+            // Two servers; four timed loops; the idle connections one by one (a resumed
+            // handshake each, well under a millisecond).
+            Workload::Tls => {
+                (START_COST + IDLE_SETTLE) * 2
+                    + (duration + WARM_UP) * 4
+                    + Duration::from_micros(700) * self.p.idle_conns
+            }
             // Two modes, each on a fresh server started, loaded and stopped.
             Workload::Upgrade => {
                 (START_COST + Duration::from_secs_f64(self.p.upgrade_duration_s)) * 2
@@ -586,6 +607,21 @@ fn fit_workloads(servers: &mut [ServerSpec], tools: &Tools, notes: &mut Vec<Stri
              SIGUSR1 reloads the configuration in the running one; a new binary is a stop and \
              a start); nginx-deferred upgrades as nginx does, measured on plain nginx",
             no_upgrade.join(", ")
+        ));
+    }
+    let no_tls: Vec<String> = servers
+        .iter_mut()
+        .filter(|s| s.workloads.contains(&Workload::Tls) && !s.serves_tls())
+        .map(|s| {
+            s.workloads.retain(|&w| w != Workload::Tls);
+            s.name.clone()
+        })
+        .collect();
+    if !no_tls.is_empty() {
+        notes.push(format!(
+            "tls: not run on {}: no HTTPS there (uring: not yet; lighttpd: not configured for \
+             it here)",
+            no_tls.join(", ")
         ));
     }
     let blocking: Vec<String> = servers

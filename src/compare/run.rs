@@ -25,7 +25,7 @@ use super::plan::{self, Kind, Plan, ServerSpec, Workload};
 use super::report::{self, CsvWriter, Setup};
 use super::scratch::Scratch;
 use super::server::{live, stopped, Running, STOP};
-use super::{browser, docs, machine, plot, syscalls, upgrade, CompareArgs};
+use super::{browser, docs, machine, plot, syscalls, tls, upgrade, CompareArgs};
 
 /// The scratch root, removed by the watcher when a second signal ends the run at once.
 static SCRATCH_DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -51,6 +51,10 @@ fn watch(signals: Signals) {
             }
             if let Some(dir) = SCRATCH_DIR.get() {
                 let _ = std::fs::remove_dir_all(dir);
+                // The tls workload's key, beside the scratch root.
+                if let Some(out) = dir.parent() {
+                    let _ = std::fs::remove_dir_all(tls::TlsFiles::dir(out));
+                }
             }
             std::process::exit(130);
         }
@@ -106,6 +110,8 @@ pub fn run(args: CompareArgs) -> anyhow::Result<i32> {
     bar.finish_and_clear();
     drop(csv);
     drop(scratch);
+    // The tls workload's certificate and private key: not part of the results.
+    let _ = std::fs::remove_dir_all(tls::TlsFiles::dir(&plan.out));
     let setup = setup(&plan, m, &failures, estimate, started);
     finish(&plan.out, &setup)?;
     Ok(if setup.interrupted {
@@ -175,6 +181,7 @@ fn round(
         .round(spec, repeat)
         .into_iter()
         .partition(|p| p.workload.shares_a_server());
+    let (tls, own): (Vec<_>, Vec<_>) = own.into_iter().partition(|p| p.workload == Workload::Tls);
     let (upgrades, idle): (Vec<_>, Vec<_>) = own
         .into_iter()
         .partition(|p| p.workload == Workload::Upgrade);
@@ -184,6 +191,20 @@ fn round(
     }
     batches.extend(idle.into_iter().map(|p| vec![p]));
     served(plan, spec, repeat, batches, csv, bar)?;
+    for p in tls {
+        if stopped() {
+            break;
+        }
+        bar.set_message(format!(
+            "round {}/{} · {} · tls",
+            repeat, plan.p.repeat, spec.name
+        ));
+        let rows = tls::measure(plan, spec, p).with_context(|| format!("{} tls", spec.name))?;
+        if !stopped() {
+            csv.write(&rows).context("writing raw.csv")?;
+        }
+        bar.inc(1);
+    }
     for p in upgrades {
         if stopped() {
             break;

@@ -29,7 +29,9 @@ use crate::client::engine::{self, Limit, Plan as LoadPlan, Progress};
 
 use super::measure::{request, Probe};
 use super::plan::{Kind, Plan, ServerSpec};
+use super::tls::TlsFiles;
 use super::{baseline, procfs};
+use crate::client::tls::ClientTls;
 
 /// Process groups of the servers now running (their leaders' pids).
 pub static LIVE: Mutex<Vec<Pid>> = Mutex::new(Vec::new());
@@ -77,6 +79,8 @@ pub fn own_group(cmd: &mut Command) {
 pub enum Start {
     Measured,
     Upgradable,
+    /// Serving HTTPS with the run's certificate (`tls` workload).
+    Tls,
 }
 
 /// A server started by the run; stopped (and its group swept) when dropped.
@@ -115,12 +119,13 @@ impl Running {
     }
 
     /// The command that runs `spec`, and the address it will listen on when it is fixed
-    /// beforehand (a baseline's; ours print theirs).
+    /// beforehand (a baseline's; ours print theirs). `tls`: serve HTTPS with these files.
     fn command(
         plan: &Plan,
         spec: &ServerSpec,
         dir: &std::path::Path,
         mode: baseline::Mode,
+        tls: Option<&TlsFiles>,
     ) -> anyhow::Result<(Command, Option<SocketAddr>)> {
         Ok(match &spec.kind {
             Kind::Arch(a, bin) => {
@@ -139,13 +144,27 @@ impl Running {
                 if a.workers != Workers::One {
                     cmd.arg("-w").arg(spec.workers.to_string());
                 }
+                if let Some(t) = tls {
+                    cmd.arg("--tls-cert")
+                        .arg(&t.cert)
+                        .arg("--tls-key")
+                        .arg(&t.key);
+                }
                 (cmd, None)
             }
             Kind::Baseline(b, bin) => {
                 let addr = baseline::free_port()?;
-                let cmd =
-                    baseline::prepare(*b, bin, dir, &plan.serve_root, addr, spec.workers, mode)
-                        .with_context(|| format!("writing the {} configuration", b.name()))?;
+                let cmd = baseline::prepare(
+                    *b,
+                    bin,
+                    dir,
+                    &plan.serve_root,
+                    addr,
+                    spec.workers,
+                    mode,
+                    tls,
+                )
+                .with_context(|| format!("writing the {} configuration", b.name()))?;
                 (cmd, Some(addr))
             }
         })
@@ -164,6 +183,11 @@ impl Running {
         let (name, mode) = match how {
             Start::Measured => (spec.name.clone(), baseline::Mode::Foreground),
             Start::Upgradable => (format!("{}-upgrade", spec.name), baseline::Mode::Daemon),
+            Start::Tls => (format!("{}-tls", spec.name), baseline::Mode::Foreground),
+        };
+        let tls = match how {
+            Start::Tls => Some(TlsFiles::for_run(&plan.out)?),
+            _ => None,
         };
         let daemon = how == Start::Upgradable && matches!(spec.kind, Kind::Baseline(..));
         let log = servers.join(format!("{name}.log"));
@@ -173,7 +197,7 @@ impl Running {
             .open(&log)
             .with_context(|| format!("opening {}", log.display()))?;
         let dir = servers.join(&name);
-        let (mut cmd, known) = Running::command(plan, spec, &dir, mode)?;
+        let (mut cmd, known) = Running::command(plan, spec, &dir, mode, tls.as_ref())?;
         if daemon {
             // A pid file left by a server killed in an earlier round would name a dead master.
             let pid_file = baseline::nginx_pid_file(&dir);
@@ -229,7 +253,11 @@ impl Running {
         if daemon {
             running.adopt_daemon()?;
         }
-        running.wait_ready(&plan.p.static_path)?;
+        let client = match &tls {
+            Some(t) => Some(t.client(true)?),
+            None => None,
+        };
+        running.wait_ready(&plan.p.static_path, client)?;
         Ok(running)
     }
 
@@ -267,7 +295,7 @@ impl Running {
     }
 
     /// Until one request gets a valid response (any status), or the server exits, or time out.
-    fn wait_ready(&mut self, path: &str) -> anyhow::Result<()> {
+    fn wait_ready(&mut self, path: &str, tls: Option<ClientTls>) -> anyhow::Result<()> {
         let probe = LoadPlan {
             addr: self.addr,
             request: request(self.addr, path, true)?,
@@ -278,6 +306,7 @@ impl Running {
             rate: None,
             keep_alive: false,
             timeout: Duration::from_secs(1),
+            tls,
         };
         let deadline = Instant::now() + START_TIMEOUT;
         loop {

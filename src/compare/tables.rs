@@ -58,6 +58,21 @@ pub fn sections(setup: Option<&Setup>, samples: &[Sample]) -> Vec<Section> {
             Workload::Syscalls => t.syscalls(),
             Workload::Loadgen => t.loadgen(),
             Workload::Upgrade => t.upgrade(),
+            Workload::Tls => t.per_server(
+                w,
+                &[
+                    ("keep-alive req/s", "ka_req_per_s"),
+                    ("keep-alive server CPU µs/req", "ka_cpu_us"),
+                    ("full handshakes/s", "full_per_s"),
+                    ("server CPU µs/full", "full_cpu_us"),
+                    ("resumed handshakes/s", "resumed_per_s"),
+                    ("server CPU µs/resumed", "resumed_cpu_us"),
+                    ("share resumed", "resumed_resumed_share"),
+                    ("1 MiB MiB/s", "big_mib_per_s"),
+                    ("idle conns held", "idle_held"),
+                    ("idle KiB/conn", "idle_kib_per_conn"),
+                ],
+            ),
         };
         let chart = matches!(
             w,
@@ -106,6 +121,7 @@ fn describe(w: Workload, setup: Option<&Setup>) -> (String, String) {
         Workload::Syscalls => ("System calls per request", format!("Small-file requests on the load connections{d}, keep-alive (ka) and connection-per-request (close), every process and thread of the server traced; calls per request answered, calls made less than 0.01 times per request left out. The tracer's output is in `servers/`.")),
         Workload::Loadgen => ("Load generators", format!("`archserve load` against h2load and wrk, each driving the same server with keep-alive on the same connections{d}, one after the other. req/s as each reports it; generator CPU is its own utime + stime (every thread) per request; server CPU is the server's under that generator.")),
         Workload::Upgrade => ("Upgrades under load", upgrade_intro(p)),
+        Workload::Tls => ("HTTPS", format!("Each server serves HTTPS with the same certificate, made for the run (P-256, rcgen): ours with `--tls-cert/--tls-key` (rustls, ring), nginx with `ssl` on its listener (OpenSSL, its default protocols and ciphers, session tickets on). `archserve load` is the HTTPS client (rustls, ring), trusting that certificate. Keep-alive small file{d} on the `close` connections: requests/s and server CPU µs per request. A new connection per request{d}: first with every handshake full (`--no-resume`), then resumed (each connection offers a ticket an earlier one received; `share resumed` is the fraction that was); handshakes/s and server CPU µs per handshake (request included). 1 MiB file over keep-alive{d} on the `big` connections: MiB/s. Then, on a fresh server: connections opened one at a time (a resumed handshake and one request each) and held idle; RSS of the server's processes after minus before, divided by the connections held.")),
     };
     (h.to_string(), i)
 }

@@ -305,12 +305,15 @@ impl Tls {
         req: Option<&Request>,
     ) -> io::Result<bool> {
         let rules = &shared.limits.rules;
-        conn.finish_head(rules, &mut reply.head, Stop.is_set());
+        let closing = conn.finish_head(rules, &mut reply.head, Stop.is_set());
         log_reply(&self.stream, req, &reply);
         if !reply.inline_small_body()? {
             return Ok(false);
         }
-        if !self.write_reply(reply, rules.write_timeout).await? {
+        if !self
+            .write_reply(reply, rules.write_timeout, closing)
+            .await?
+        {
             return Ok(false);
         }
         conn.written(Instant::now(), &self.buf);
@@ -319,10 +322,15 @@ impl Tls {
 
     /// The head and each part queued as records and written out; a file part a
     /// [`super::tls::FILE_CHUNK`] at a time (the head in its first chunk), so at most one chunk
-    /// of records is queued. False if the file shrank under us.
-    async fn write_reply(&mut self, reply: Reply, wt: Duration) -> io::Result<bool> {
+    /// of records is queued. False if the file shrank under us. `closing`: the connection ends
+    /// after this reply, so its close_notify goes out in the reply's last write rather than in
+    /// a write of its own.
+    async fn write_reply(&mut self, reply: Reply, wt: Duration, closing: bool) -> io::Result<bool> {
         let Body::File { file, parts, .. } = reply.body else {
             self.session.queue(&reply.head)?;
+            if closing {
+                self.session.close_notify();
+            }
             self.flush(wt).await?;
             return Ok(true);
         };
@@ -350,6 +358,9 @@ impl Tls {
             }
         }
         self.session.queue(head)?;
+        if closing {
+            self.session.close_notify();
+        }
         self.flush(wt).await?;
         Ok(true)
     }

@@ -51,9 +51,13 @@ impl Session {
         Ok(Session { tls })
     }
 
-    /// Reads plaintext into `dst`, reading the socket only when rustls holds none. Handshake
-    /// replies are written as they come (what the socket does not take stays queued: see
-    /// [`Session::wants_write`]). Ok(0): the client closed (close_notify, or end of stream).
+    /// Reads plaintext into `dst`, reading the socket only when rustls holds none. Records
+    /// rustls queued (a handshake flight, session tickets) are written before the socket is
+    /// read, that is before any wait for the client; when plaintext is already there they stay
+    /// queued and leave with the reply, in the same write: a resumed TLS 1.3 connection then
+    /// costs the server one write for tickets and answer instead of two. What the socket does
+    /// not take stays queued (see [`Session::wants_write`]). Ok(0): the client closed
+    /// (close_notify, or end of stream).
     /// The socket's WouldBlock / TimedOut pass through. A TLS error (plain HTTP on this port,
     /// garbage, a bad record) is InvalidData, after a best-effort write of the alert rustls
     /// queued for it.
@@ -67,16 +71,16 @@ impl Session {
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
                 Err(e) => return Err(e),
             }
+            match self.flush(sock) {
+                Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
+                _ => {}
+            }
             if self.tls.read_tls(sock)? == 0 {
                 return Ok(0);
             }
             if let Err(e) = self.tls.process_new_packets() {
                 let _ = self.flush(sock);
                 return Err(io::Error::new(io::ErrorKind::InvalidData, e));
-            }
-            match self.flush(sock) {
-                Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
-                _ => {}
             }
         }
     }

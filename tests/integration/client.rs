@@ -21,7 +21,7 @@ fn start_server() -> Server {
 }
 
 /// `archserve load --json -q ARGS`: the parsed report and the exit code.
-fn load_json(args: &[&str]) -> (Value, i32) {
+pub fn load_json(args: &[&str]) -> (Value, i32) {
     let mut all = vec!["load", "--json", "-q"];
     all.extend_from_slice(args);
     let out = run(&all);
@@ -35,7 +35,7 @@ fn load_json(args: &[&str]) -> (Value, i32) {
     (report, out.status.code().unwrap_or(-1))
 }
 
-fn n(v: &Value, path: &str) -> u64 {
+pub fn n(v: &Value, path: &str) -> u64 {
     v.pointer(path)
         .and_then(Value::as_u64)
         .unwrap_or_else(|| panic!("{path} missing in {v}"))
@@ -43,7 +43,7 @@ fn n(v: &Value, path: &str) -> u64 {
 
 /// Checks that every request ended exactly once (unrequested bytes, counted in bad_response,
 /// end none), and returns the count of each error kind.
-fn errors(report: &Value) -> [u64; 6] {
+pub fn errors(report: &Value) -> [u64; 7] {
     let kinds = [
         "connect",
         "timeout",
@@ -51,6 +51,7 @@ fn errors(report: &Value) -> [u64; 6] {
         "closed",
         "bad_response",
         "unexpected_status",
+        "tls",
     ];
     let e = kinds.map(|k| n(report, &format!("/errors/{k}")));
     assert_eq!(
@@ -356,7 +357,7 @@ fn n_requests_give_exactly_n_outcomes() {
         assert_eq!(n(&r, "/requests"), want, "{args:?}: {r}");
         assert_eq!(n(&r, "/responses"), want, "{args:?}: {r}");
         assert_eq!(n(&r, "/status/200"), want, "{args:?}: {r}");
-        assert_eq!(errors(&r), [0; 6], "{args:?}: {r}");
+        assert_eq!(errors(&r), [0; 7], "{args:?}: {r}");
         assert!(n(&r, "/latency_us/p50") > 0, "{r}");
         if args.contains(&"--no-keepalive") {
             assert_eq!(n(&r, "/connects"), want, "one connection per request: {r}");
@@ -424,7 +425,7 @@ fn human_report_names_every_figure() {
 fn refused_connections_are_connect_errors() {
     let url = format!("http://127.0.0.1:{}/", closed_port());
     let (r, code) = load_json(&["-c", "2", "-n", "10", &url]);
-    assert_eq!(errors(&r), [10, 0, 0, 0, 0, 0], "{r}");
+    assert_eq!(errors(&r), [10, 0, 0, 0, 0, 0, 0], "{r}");
     assert_eq!(n(&r, "/responses"), 0);
     assert_eq!(code, 1, "no valid response is a failure");
 }
@@ -475,7 +476,7 @@ fn a_connection_cut_short_is_closed_not_a_timeout() {
 fn a_stalling_server_costs_timeouts_not_a_hang() {
     let bad = BadServer::start(Misbehave::Stall);
     let (r, _) = load_json(&["-c", "2", "-n", "4", "--timeout", "0.3", &bad.url()]);
-    assert_eq!(errors(&r), [0, 4, 0, 0, 0, 0], "{r}");
+    assert_eq!(errors(&r), [0, 4, 0, 0, 0, 0, 0], "{r}");
     // A duration run ends too, though nothing ever completes.
     let (r, _) = load_json(&["-c", "2", "-d", "0.2", "--timeout", "0.3", &bad.url()]);
     assert_eq!(errors(&r)[1], n(&r, "/requests"), "{r}");
@@ -528,7 +529,7 @@ fn a_duration_run_ends_and_counts() {
     let (r, code) = load_json(&["-c", "2", "-d", "0.3", &server.url("/")]);
     assert_eq!(code, 0);
     assert!(n(&r, "/responses") > 0, "{r}");
-    assert_eq!(errors(&r), [0; 6], "{r}");
+    assert_eq!(errors(&r), [0; 7], "{r}");
 }
 
 #[test]
@@ -654,7 +655,7 @@ fn non_2xx_statuses_have_their_own_line_and_may_be_errors() {
     // One keep-alive connection: 9 requests, 3 of each status; any status is a response.
     let (r, code) = load_json(&["-c", "1", "-n", "9", &bad.url()]);
     assert_eq!(code, 0, "{r}");
-    assert_eq!(errors(&r), [0; 6], "{r}");
+    assert_eq!(errors(&r), [0; 7], "{r}");
     assert_eq!(n(&r, "/responses"), 9, "{r}");
     assert_eq!(n(&r, "/non_2xx"), 6, "{r}");
     assert_eq!(
@@ -705,7 +706,7 @@ fn non_2xx_statuses_have_their_own_line_and_may_be_errors() {
         &bad.url(),
     ]);
     assert_eq!(code, 0, "{r}");
-    assert_eq!(errors(&r), [0; 6], "{r}");
+    assert_eq!(errors(&r), [0; 7], "{r}");
     assert_eq!(r["expect_status"], serde_json::json!([200, 404, 503]));
     // A status that is not one: exit 2 from the option parser.
     let out = run(["load", "--expect-status", "2000", &bad.url()]);
@@ -725,6 +726,6 @@ fn unrequested_bytes_on_an_idle_connection_are_bad_responses() {
     assert_eq!(n(&r, "/requests"), 2, "{r}");
     assert_eq!(n(&r, "/responses"), 2, "{r}");
     assert_eq!(n(&r, "/unrequested"), 1, "{r}");
-    assert_eq!(errors(&r), [0, 0, 0, 0, 1, 0], "{r}");
+    assert_eq!(errors(&r), [0, 0, 0, 0, 1, 0, 0], "{r}");
     assert_eq!(n(&r, "/connects"), 2, "{r}");
 }

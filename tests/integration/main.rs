@@ -8,6 +8,7 @@
 mod server;
 
 mod client;
+mod client_tls;
 mod compare;
 mod conformance;
 mod properties;

@@ -8,7 +8,7 @@
 mod arch;
 mod fixture;
 mod harness;
-mod tls;
+pub(crate) mod tls;
 
 mod clients;
 mod conditional;
