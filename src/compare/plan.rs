@@ -619,7 +619,7 @@ fn fit_workloads(servers: &mut [ServerSpec], tools: &Tools, notes: &mut Vec<Stri
         .collect();
     if !no_tls.is_empty() {
         notes.push(format!(
-            "tls: not run on {}: no HTTPS there (uring: not yet; lighttpd: not configured for \
+            "tls: not run on {}: no HTTPS there (lighttpd: not configured for \
              it here)",
             no_tls.join(", ")
         ));

@@ -1,4 +1,4 @@
-//! The `tls` workload: every server that can (ours but `uring`, and nginx) serves HTTPS with the
+//! The `tls` workload: every server that can (every architecture of ours, and nginx) serves HTTPS with the
 //! same certificate, made for the run, and `archserve load` drives it:
 //! - keep-alive small-file requests: requests/s and the server's CPU µs per request;
 //! - a new connection per request with full handshakes only (`--no-resume`), then with
