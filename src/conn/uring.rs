@@ -228,6 +228,11 @@ impl Worker {
                 Step::Discard(n) => {
                     s.buf.drain(..n);
                 }
+                // Never asked for: this executor plans at the head only for CGI, which it
+                // answers with 501 (see `respond`).
+                Step::Body(n) => {
+                    s.buf.drain(..n);
+                }
                 Step::Respond => return self.respond(idx),
                 Step::Refuse(status) => {
                     let reply = refusal(&self.site, status);
@@ -248,6 +253,10 @@ impl Worker {
         };
         let reply = match plan(&self.site, req) {
             Plan::Reply(reply) => reply,
+            Plan::Cgi(script) => {
+                let fail = super::cgi::Fail::Spawn;
+                super::cgi_failure(&self.site, fail, script.head_only)
+            }
             Plan::Work(work @ Work::Primes(n)) => {
                 let primes = crate::site::workload::count_primes(n);
                 self.now = Instant::now();
