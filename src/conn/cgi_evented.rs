@@ -56,7 +56,38 @@ pub async fn run<S: Sink>(
             return Ok((Outcome::Failed(Fail::Spawn), 0, 0));
         }
     };
-    let _group = Group(child.id());
+    let group = Group(child.id());
+    let result = relay_output(
+        &mut child,
+        script,
+        body,
+        deadline,
+        (conn, rules),
+        sink,
+        stopping,
+    )
+    .await;
+    // A script that answered whole is given until its deadline to exit (it usually has);
+    // then, or at once after a failure, its group is killed and it is reaped here, not left to
+    // tokio's background reaping of dropped children (which `hybrid` never got to: zombies).
+    if matches!(result, Ok((Outcome::Sent, ..))) {
+        let _ = tokio::time::timeout_at(deadline, child.wait()).await;
+    }
+    drop(group);
+    let _ = child.wait().await;
+    result
+}
+
+/// Feeds the body to the script and relays its output until it ends or fails.
+async fn relay_output<S: Sink>(
+    child: &mut tokio::process::Child,
+    script: &Script,
+    body: Vec<u8>,
+    deadline: tokio::time::Instant,
+    (conn, rules): (&mut Conn, &Rules),
+    sink: &mut S,
+    stopping: &Notify,
+) -> io::Result<(Outcome, u16, u64)> {
     if let Some(mut stdin) = child.stdin.take() {
         if !body.is_empty() {
             // A task of its own, so a script that prints before it reads cannot deadlock
@@ -121,7 +152,5 @@ pub async fn run<S: Sink>(
             }
         }
     };
-    // Its stdout closed: it is usually gone already; at its deadline the drop kills it.
-    let _ = tokio::time::timeout_at(deadline, child.wait()).await;
     Ok((outcome, status, relay.printed()))
 }

@@ -323,20 +323,7 @@ fn read_into(
     how: Read,
 ) -> io::Result<Option<Request>> {
     if !buf.is_empty() {
-        buf.reserve(READ_CHUNK);
-        let len = buf.len();
-        buf.resize(buf.capacity(), 0);
-        let r = read_some(stream, &mut buf[len..], how);
-        buf.truncate(len + *r.as_ref().unwrap_or(&0));
-        return match r {
-            Ok(0) => {
-                conn.on_eof();
-                Ok(None)
-            }
-            Ok(_) => Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-            Err(e) => Err(e),
-        };
+        return read_appending(stream, conn, buf, how).map(|()| None);
     }
     SCRATCH.with(|scratch| {
         let mut scratch = scratch.borrow_mut();
@@ -368,6 +355,29 @@ fn read_into(
             }
         }
     })
+}
+
+/// One read appended to the connection's own buffer.
+fn read_appending(
+    stream: &TcpStream,
+    conn: &mut Conn,
+    buf: &mut Vec<u8>,
+    how: Read,
+) -> io::Result<()> {
+    buf.reserve(READ_CHUNK);
+    let len = buf.len();
+    buf.resize(buf.capacity(), 0);
+    let r = read_some(stream, &mut buf[len..], how);
+    buf.truncate(len + *r.as_ref().unwrap_or(&0));
+    match r {
+        Ok(0) => {
+            conn.on_eof();
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Reads what the socket holds into `dst`. Through tokio's readiness, a read that returns less
@@ -421,7 +431,9 @@ async fn with_body(
                     Err(_) => conn.on_timeout(),
                     Ok(r) => {
                         r?;
-                        read_into(stream, conn, shared, buf, Read::Ready)?;
+                        // Into the connection's buffer, never parsed in the scratch buffer: a
+                        // body handed out there (`Step::Body`) would be lost.
+                        read_appending(stream, conn, buf, Read::Ready)?;
                     }
                 }
             }

@@ -10,6 +10,7 @@ mod fixture;
 mod harness;
 mod tls;
 
+mod cgi;
 mod clients;
 mod conditional;
 mod files;
