@@ -43,10 +43,13 @@ pub enum Workload {
     /// Five upgrades in a row under `archserve load` (keep-alive, then connection-per-request,
     /// each on a fresh server): requests answered, failed by kind, connections refused.
     Upgrade,
+    /// N clients at once, one CGI request each on a new connection (a fork, an exec and two
+    /// pipes per request): the total time for the N and the server's CPU per request.
+    Cgi,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 11] = [
+    pub const ALL: [Workload; 12] = [
         Workload::Cpu,
         Workload::Io,
         Workload::Static,
@@ -58,6 +61,7 @@ impl Workload {
         Workload::Syscalls,
         Workload::Loadgen,
         Workload::Upgrade,
+        Workload::Cgi,
     ];
 
     /// The name used on the command line, in raw.csv and in file names.
@@ -74,6 +78,7 @@ impl Workload {
             Workload::Syscalls => "syscalls",
             Workload::Loadgen => "loadgen",
             Workload::Upgrade => "upgrade",
+            Workload::Cgi => "cgi",
         }
     }
 
@@ -84,7 +89,7 @@ impl Workload {
     /// What the swept parameter counts.
     pub fn x_name(self) -> &'static str {
         match self {
-            Workload::Cpu | Workload::Io | Workload::IoBurst => "clients",
+            Workload::Cpu | Workload::Io | Workload::IoBurst | Workload::Cgi => "clients",
             Workload::Fresh => "checks",
             _ => "connections",
         }
@@ -348,7 +353,7 @@ impl Plan {
     /// The values a workload sweeps.
     pub fn xs(&self, w: Workload) -> Vec<u32> {
         match w {
-            Workload::Cpu | Workload::Io => self.p.clients.clone(),
+            Workload::Cpu | Workload::Io | Workload::Cgi => self.p.clients.clone(),
             Workload::Static => self.p.static_conns.clone(),
             Workload::Close => vec![self.p.close_conns],
             Workload::Big => vec![self.p.big_conns],
@@ -434,6 +439,8 @@ impl Plan {
                 START_COST + IDLE_SETTLE + Duration::from_micros(60) * p.x + quiet
             }
             Workload::IoBurst => Duration::from_millis(self.p.burst_ms + 300),
+            // A fork and exec of a small sh script: a few ms each, at most two at once.
+            Workload::Cgi => Duration::from_millis(5) * p.x.div_ceil(2),
             // Keep-alive and connection-per-request, each with the tracer's start and stop.
             Workload::Syscalls => (duration + TRACER_COST + WARM_UP) * 2,
             Workload::Loadgen => (duration + WARM_UP) * GENERATORS,
@@ -548,6 +555,24 @@ fn baseline_specs(
 /// Takes out the workloads a server cannot run here (a missing tool, a blocking architecture
 /// facing 1,000 clients at once), each with a note, and gives loadgen one target server.
 fn fit_workloads(servers: &mut [ServerSpec], tools: &Tools, notes: &mut Vec<String>) {
+    let no_cgi: Vec<String> = servers
+        .iter_mut()
+        .filter(|s| {
+            s.workloads.contains(&Workload::Cgi)
+                && matches!(s.kind, Kind::Baseline(b, _) if b != Baseline::Lighttpd)
+        })
+        .map(|s| {
+            s.workloads.retain(|&w| w != Workload::Cgi);
+            s.name.clone()
+        })
+        .collect();
+    if !no_cgi.is_empty() {
+        notes.push(format!(
+            "cgi: not run on {}: nginx has no CGI (FastCGI only, through a separate process \
+             manager); lighttpd's mod_cgi is the baseline",
+            no_cgi.join(", ")
+        ));
+    }
     let mut drop = |w: Workload, why: String, servers: &mut [ServerSpec]| {
         let mut any = false;
         for s in servers.iter_mut() {

@@ -139,6 +139,13 @@ impl Running {
                 if a.workers != Workers::One {
                     cmd.arg("-w").arg(spec.workers.to_string());
                 }
+                // Only for the cgi workload: a CGI folder makes the parser keep every field.
+                if spec
+                    .workloads
+                    .contains(&crate::compare::plan::Workload::Cgi)
+                {
+                    cmd.args(["--cgi-dir", crate::compare::scratch::CGI_DIR]);
+                }
                 (cmd, None)
             }
             Kind::Baseline(b, bin) => {

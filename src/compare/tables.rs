@@ -58,6 +58,13 @@ pub fn sections(setup: Option<&Setup>, samples: &[Sample]) -> Vec<Section> {
             Workload::Syscalls => t.syscalls(),
             Workload::Loadgen => t.loadgen(),
             Workload::Upgrade => t.upgrade(),
+            Workload::Cgi => t.per_server(
+                w,
+                &[
+                    ("total ms", "total_ms"),
+                    ("server CPU µs/request", "cpu_us"),
+                ],
+            ),
         };
         let chart = matches!(
             w,
@@ -106,6 +113,7 @@ fn describe(w: Workload, setup: Option<&Setup>) -> (String, String) {
         Workload::Syscalls => ("System calls per request", format!("Small-file requests on the load connections{d}, keep-alive (ka) and connection-per-request (close), every process and thread of the server traced; calls per request answered, calls made less than 0.01 times per request left out. The tracer's output is in `servers/`.")),
         Workload::Loadgen => ("Load generators", format!("`archserve load` against h2load and wrk, each driving the same server with keep-alive on the same connections{d}, one after the other. req/s as each reports it; generator CPU is its own utime + stime (every thread) per request; server CPU is the server's under that generator.")),
         Workload::Upgrade => ("Upgrades under load", upgrade_intro(p)),
+        Workload::Cgi => ("CGI", "N clients at once, each one `GET /cgi-bin/bench.sh` (a POSIX sh script printing a head and one line) on a new connection: a fork, an exec and two pipes per request. Total wall time until the last of the N answered, in ms, and the server's own CPU per request (utime + stime of its processes, the scripts' excluded: they are children, not the server), in µs. lighttpd runs the same script through mod_cgi.".to_string()),
     };
     (h.to_string(), i)
 }
