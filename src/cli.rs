@@ -204,6 +204,12 @@ impl ServeArgs {
                 arch.name
             ));
         }
+        if self.cgi_dir.is_some() && !arch.runs_cgi {
+            return Err(format!(
+                "--arch {} does not run CGI scripts yet; use another architecture",
+                arch.name
+            ));
+        }
         let tls = match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => Some(crate::tls::Tls::load(cert, key)?),
             (None, None) => None,

@@ -559,7 +559,10 @@ fn fit_workloads(servers: &mut [ServerSpec], tools: &Tools, notes: &mut Vec<Stri
         .iter_mut()
         .filter(|s| {
             s.workloads.contains(&Workload::Cgi)
-                && matches!(s.kind, Kind::Baseline(b, _) if b != Baseline::Lighttpd)
+                && match s.kind {
+                    Kind::Baseline(b, _) => b != Baseline::Lighttpd,
+                    Kind::Arch(a, _) => !a.runs_cgi,
+                }
         })
         .map(|s| {
             s.workloads.retain(|&w| w != Workload::Cgi);
@@ -569,7 +572,7 @@ fn fit_workloads(servers: &mut [ServerSpec], tools: &Tools, notes: &mut Vec<Stri
     if !no_cgi.is_empty() {
         notes.push(format!(
             "cgi: not run on {}: nginx has no CGI (FastCGI only, through a separate process \
-             manager); lighttpd's mod_cgi is the baseline",
+             manager; lighttpd's mod_cgi is the baseline), and uring does not run CGI yet",
             no_cgi.join(", ")
         ));
     }

@@ -228,8 +228,7 @@ impl Worker {
                 Step::Discard(n) => {
                     s.buf.drain(..n);
                 }
-                // Never asked for: this executor plans at the head only for CGI, which it
-                // answers with 501 (see `respond`).
+                // Never asked for: `uring` refuses `--cgi-dir`, so no body is kept.
                 Step::Body(n) => {
                     s.buf.drain(..n);
                 }
@@ -253,6 +252,7 @@ impl Worker {
         };
         let reply = match plan(&self.site, req) {
             Plan::Reply(reply) => reply,
+            // Never planned: `uring` refuses `--cgi-dir` at start-up.
             Plan::Cgi(script) => {
                 let fail = super::cgi::Fail::Spawn;
                 super::cgi_failure(&self.site, fail, script.head_only)
