@@ -248,6 +248,8 @@ mod tests {
     fn location_without_status_is_a_302_and_status_wins_when_given() {
         let h = head("Location: https://example.com/\r\n\r\n");
         assert_eq!(h.status, 302);
+        let (out, _) = encoded(&h, false, false);
+        assert!(out.starts_with("HTTP/1.1 302 Found\r\n"), "{out}");
         assert_eq!(
             h.fields,
             [("Location".to_owned(), "https://example.com/".to_owned())]
