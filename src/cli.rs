@@ -132,6 +132,26 @@ pub struct ServeArgs {
     /// root are never listed.
     #[arg(long)]
     pub dir_listing: bool,
+    /// Run the executable files of this folder (under the root) as CGI/1.1 scripts, e.g.
+    /// `--cgi-dir cgi-bin`: `/cgi-bin/NAME/PATH?QUERY` runs `ROOT/cgi-bin/NAME` with PATH_INFO
+    /// `/PATH`, whatever the method. Off by default.
+    #[arg(long, value_name = "DIR")]
+    pub cgi_dir: Option<String>,
+    /// A CGI script still running this many seconds after it started is killed (504, or the
+    /// connection closes if its answer had begun).
+    #[arg(long, default_value = "30", value_parser = seconds, value_name = "SECONDS")]
+    pub cgi_timeout: Duration,
+    /// Bytes of body a CGI script may print; beyond them it is killed and the connection
+    /// closed (502 if nothing was sent yet).
+    #[arg(long, default_value_t = 1 << 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub cgi_max_output: u64,
+    /// The largest request body handed to a CGI script (held in memory until it starts; 413
+    /// beyond).
+    #[arg(long, default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(0..=1 << 30))]
+    pub cgi_max_body: u64,
+    /// CGI scripts running at once per server process (503 beyond).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub cgi_max_scripts: u32,
     /// Read serve flags from a TOML file first: each key is a flag without its dashes
     /// (`port = 8080`, `dir-listing = true`, `header = ["*.css: Cache-Control: no-cache"]`).
     /// Flags on the command line override it; a bad file is refused with its line and column.
@@ -184,6 +204,12 @@ impl ServeArgs {
                 arch.name
             ));
         }
+        if self.cgi_dir.is_some() && !arch.runs_cgi {
+            return Err(format!(
+                "--arch {} does not run CGI scripts yet; use another architecture",
+                arch.name
+            ));
+        }
         let tls = match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => Some(crate::tls::Tls::load(cert, key)?),
             (None, None) => None,
@@ -211,6 +237,7 @@ impl ServeArgs {
                         max_line: self.max_line as usize,
                         max_head: self.max_head as usize,
                         max_headers: self.max_headers as usize,
+                        keep_fields: self.cgi_dir.is_some(),
                     },
                     header_timeout: self.header_timeout,
                     idle_timeout: self.idle_timeout.unwrap_or(arch.idle_timeout),
@@ -232,8 +259,29 @@ impl ServeArgs {
             site: SiteOptions {
                 headers: HeaderRules::new(self.headers.clone())?,
                 dir_listing: self.dir_listing,
+                cgi: self.cgi_options()?,
             },
         })
+    }
+}
+
+impl ServeArgs {
+    fn cgi_options(&self) -> Result<Option<crate::site::cgi::CgiOptions>, String> {
+        let Some(dir) = &self.cgi_dir else {
+            return Ok(None);
+        };
+        let mut opts = crate::site::cgi::CgiOptions::new(dir)?;
+        if !self.root.join(&opts.dir).is_dir() {
+            return Err(format!(
+                "--cgi-dir {dir}: no such folder under {}",
+                self.root.display()
+            ));
+        }
+        opts.timeout = self.cgi_timeout;
+        opts.max_output = self.cgi_max_output;
+        opts.max_body = self.cgi_max_body;
+        opts.max_scripts = self.cgi_max_scripts as usize;
+        Ok(Some(opts))
     }
 }
 

@@ -6,9 +6,11 @@
 //!   and the connection state machine (`http::conn`) that owns every rule about a connection.
 //! - [`site`]: what to answer: safe path resolution, files, conditional and range requests,
 //!   precompressed variants, header rules, the `/cpu` and `/io` workloads, a per-thread cache of
-//!   open files re-checked on every use.
+//!   open files re-checked on every use; CGI scripts (`site::cgi`: which request runs what,
+//!   its meta-variables, its output checked and framed).
 //! - [`conn`]: the executors, one per I/O style (blocking; evented; uring), which carry out the state
-//!   machine's steps, and the accept layer (accept loops, connection cap, back-off).
+//!   machine's steps, and the accept layer (accept loops, connection cap, back-off); CGI's
+//!   pipes (`conn::cgi*`) each executor's way.
 //! - [`arch`]: the architectures (who runs the loops) and their registry.
 //! - [`listener`], [`shutdown`], [`config`], [`cli`]: binding, signals, validated settings, flags;
 //!   [`config_file`]: `serve --config FILE`, a TOML file of the same flags.

@@ -18,6 +18,7 @@ pub const ARCH: Arch = Arch {
     idle_timeout: EVENTED_IDLE,
     multi_process: true,
     serves_tls: true,
+    runs_cgi: true,
     run,
 };
 

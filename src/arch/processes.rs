@@ -17,6 +17,7 @@ pub const ARCH: Arch = Arch {
     idle_timeout: BLOCKING_IDLE,
     multi_process: true,
     serves_tls: true,
+    runs_cgi: true,
     run,
 };
 

@@ -20,6 +20,7 @@ pub const ARCH: Arch = Arch {
     idle_timeout: BLOCKING_IDLE,
     multi_process: false,
     serves_tls: true,
+    runs_cgi: true,
     run,
 };
 

@@ -13,6 +13,7 @@ pub const ARCH: Arch = Arch {
     idle_timeout: EVENTED_IDLE,
     multi_process: false,
     serves_tls: true,
+    runs_cgi: true,
     run,
 };
 

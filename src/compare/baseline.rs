@@ -1,7 +1,7 @@
 //! The baselines' configurations, the only ones in the project: nginx (plain, and with
-//! `listen ... deferred`) and lighttpd, set up as a careful operator would for static files and
-//! as close to archserve's defaults as each allows, and the command lines that run them in the
-//! foreground.
+//! `listen ... deferred`) and lighttpd (with mod_cgi for the cgi workload), set up as a careful
+//! operator would for static files and as close to archserve's defaults as each allows, and
+//! the command lines that run them in the foreground.
 //!
 //! What every server gets, archserve included: loopback, the same document root, the same
 //! worker count (lighttpd is one process: it has no worker processes to match), a listen
@@ -252,7 +252,14 @@ index-file.names = (\"index.html\")
 mimetype.assign = (
 {types}
 )
+# The cgi workload: the executable files of /{cgi}/ run as CGI (mod_cgi forks per request),
+# as archserve's --cgi-dir {cgi}.
+server.modules += (\"mod_cgi\")
+$HTTP[\"url\"] =~ \"^/{cgi}/\" {{
+    cgi.assign = (\"\" => \"\")
+}}
 ",
+        cgi = crate::compare::scratch::CGI_DIR,
         root = quote(root),
         ip = addr.ip(),
         port = addr.port(),
@@ -291,6 +298,8 @@ mod tests {
         assert!(l.contains("server.port = 4321"));
         assert!(l.contains("server.document-root = \"/srv/www\""));
         assert!(l.contains("server.listen-backlog = 1024"));
+        assert!(l.contains("server.modules += (\"mod_cgi\")"));
+        assert!(l.contains("$HTTP[\"url\"] =~ \"^/cgi-bin/\" {"));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::client::target::{encode_request, Target};
 
 use super::plan::{Plan, Point, ServerSpec, Workload, IDLE_QUIET, IDLE_SETTLE, WARM_UP};
 use super::report::Sample;
-use super::scratch::{BIG_FILE, BIG_SIZE, FRESH_FILE};
+use super::scratch::{BIG_FILE, BIG_SIZE, CGI_PATH, FRESH_FILE};
 use super::{loadgen, procfs, syscalls};
 
 /// The server being measured: where it listens and its process group (for /proc).
@@ -407,6 +407,17 @@ pub fn measure(
             let (wall, stats) = burst(probe.addr, &path, x, plan.timeout)?;
             let (ok, errors) = ok_errors(&stats);
             vec![rows.row("total_ms", wall.as_secs_f64() * 1e3, "ms", ok, errors)]
+        }
+        Workload::Cgi => {
+            let before = probe.cpu_s()?;
+            let (wall, stats) = burst(probe.addr, CGI_PATH, x, plan.timeout)?;
+            let cpu = probe.cpu_s()? - before;
+            let (ok, errors) = ok_errors(&stats);
+            let per_request = cpu * 1e6 / ok.max(1) as f64;
+            vec![
+                rows.row("total_ms", wall.as_secs_f64() * 1e3, "ms", ok, errors),
+                rows.row("cpu_us", per_request, "µs", ok, errors),
+            ]
         }
         Workload::Static | Workload::Close => {
             let keep_alive = point.workload == Workload::Static;

@@ -46,10 +46,13 @@ pub enum Workload {
     /// HTTPS (each server started with the run's certificate): keep-alive CPU per request,
     /// full and resumed handshakes/s, 1 MiB MiB/s, memory per idle TLS connection.
     Tls,
+    /// N clients at once, one CGI request each on a new connection (a fork, an exec and two
+    /// pipes per request): the total time for the N and the server's CPU per request.
+    Cgi,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 12] = [
+    pub const ALL: [Workload; 13] = [
         Workload::Cpu,
         Workload::Io,
         Workload::Static,
@@ -62,6 +65,7 @@ impl Workload {
         Workload::Loadgen,
         Workload::Upgrade,
         Workload::Tls,
+        Workload::Cgi,
     ];
 
     /// The name used on the command line, in raw.csv and in file names.
@@ -79,6 +83,7 @@ impl Workload {
             Workload::Loadgen => "loadgen",
             Workload::Upgrade => "upgrade",
             Workload::Tls => "tls",
+            Workload::Cgi => "cgi",
         }
     }
 
@@ -89,7 +94,7 @@ impl Workload {
     /// What the swept parameter counts.
     pub fn x_name(self) -> &'static str {
         match self {
-            Workload::Cpu | Workload::Io | Workload::IoBurst => "clients",
+            Workload::Cpu | Workload::Io | Workload::IoBurst | Workload::Cgi => "clients",
             Workload::Fresh => "checks",
             _ => "connections",
         }
@@ -362,7 +367,7 @@ impl Plan {
     /// The values a workload sweeps.
     pub fn xs(&self, w: Workload) -> Vec<u32> {
         match w {
-            Workload::Cpu | Workload::Io => self.p.clients.clone(),
+            Workload::Cpu | Workload::Io | Workload::Cgi => self.p.clients.clone(),
             Workload::Static => self.p.static_conns.clone(),
             Workload::Close | Workload::Tls => vec![self.p.close_conns],
             Workload::Big => vec![self.p.big_conns],
@@ -448,6 +453,8 @@ impl Plan {
                 START_COST + IDLE_SETTLE + Duration::from_micros(60) * p.x + quiet
             }
             Workload::IoBurst => Duration::from_millis(self.p.burst_ms + 300),
+            // A fork and exec of a small sh script: a few ms each, at most two at once.
+            Workload::Cgi => Duration::from_millis(5) * p.x.div_ceil(2),
             // Keep-alive and connection-per-request, each with the tracer's start and stop.
             Workload::Syscalls => (duration + TRACER_COST + WARM_UP) * 2,
             Workload::Loadgen => (duration + WARM_UP) * GENERATORS,
@@ -569,6 +576,27 @@ fn baseline_specs(
 /// Takes out the workloads a server cannot run here (a missing tool, a blocking architecture
 /// facing 1,000 clients at once), each with a note, and gives loadgen one target server.
 fn fit_workloads(servers: &mut [ServerSpec], tools: &Tools, notes: &mut Vec<String>) {
+    let no_cgi: Vec<String> = servers
+        .iter_mut()
+        .filter(|s| {
+            s.workloads.contains(&Workload::Cgi)
+                && match s.kind {
+                    Kind::Baseline(b, _) => b != Baseline::Lighttpd,
+                    Kind::Arch(a, _) => !a.runs_cgi,
+                }
+        })
+        .map(|s| {
+            s.workloads.retain(|&w| w != Workload::Cgi);
+            s.name.clone()
+        })
+        .collect();
+    if !no_cgi.is_empty() {
+        notes.push(format!(
+            "cgi: not run on {}: nginx has no CGI (FastCGI only, through a separate process \
+             manager; lighttpd's mod_cgi is the baseline), and uring does not run CGI yet",
+            no_cgi.join(", ")
+        ));
+    }
     let mut drop = |w: Workload, why: String, servers: &mut [ServerSpec]| {
         let mut any = false;
         for s in servers.iter_mut() {

@@ -10,6 +10,12 @@ pub const BIG_FILE: &str = "big.bin";
 pub const BIG_SIZE: usize = 1 << 20;
 /// `fresh`: the file rewritten and replaced between requests.
 pub const FRESH_FILE: &str = "fresh.txt";
+/// `cgi`: the folder of CGI scripts (archserve's `--cgi-dir`, lighttpd's mod_cgi) and the
+/// script every request runs: a POSIX sh script printing a head and one line, so a request
+/// costs a fork, an exec of /bin/sh and two pipes, and little else.
+pub const CGI_DIR: &str = "cgi-bin";
+pub const CGI_SCRIPT: &str = "bench.sh";
+pub const CGI_PATH: &str = "/cgi-bin/bench.sh";
 
 /// The scratch root; deleted on drop.
 #[derive(Debug)]
@@ -40,9 +46,16 @@ impl Scratch {
             .collect();
         std::fs::write(root.join(BIG_FILE), big)?;
         std::fs::write(root.join(FRESH_FILE), "version 0\n")?;
+        std::fs::create_dir_all(root.join(CGI_DIR))?;
+        let script = root.join(CGI_DIR).join(CGI_SCRIPT);
+        std::fs::write(
+            &script,
+            "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\nhello from cgi\\n'\n",
+        )?;
         // nginx's workers may run as another user: everything readable, directories enterable.
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755))?;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
         Ok(scratch)
     }
 

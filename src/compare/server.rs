@@ -150,6 +150,13 @@ impl Running {
                         .arg("--tls-key")
                         .arg(&t.key);
                 }
+                // Only for the cgi workload: a CGI folder makes the parser keep every field.
+                if spec
+                    .workloads
+                    .contains(&crate::compare::plan::Workload::Cgi)
+                {
+                    cmd.args(["--cgi-dir", crate::compare::scratch::CGI_DIR]);
+                }
                 (cmd, None)
             }
             Kind::Baseline(b, bin) => {

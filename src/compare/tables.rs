@@ -73,6 +73,13 @@ pub fn sections(setup: Option<&Setup>, samples: &[Sample]) -> Vec<Section> {
                     ("idle KiB/conn", "idle_kib_per_conn"),
                 ],
             ),
+            Workload::Cgi => t.per_server(
+                w,
+                &[
+                    ("total ms", "total_ms"),
+                    ("server CPU µs/request", "cpu_us"),
+                ],
+            ),
         };
         let chart = matches!(
             w,
@@ -122,6 +129,7 @@ fn describe(w: Workload, setup: Option<&Setup>) -> (String, String) {
         Workload::Loadgen => ("Load generators", format!("`archserve load` against h2load and wrk, each driving the same server with keep-alive on the same connections{d}, one after the other. req/s as each reports it; generator CPU is its own utime + stime (every thread) per request; server CPU is the server's under that generator.")),
         Workload::Upgrade => ("Upgrades under load", upgrade_intro(p)),
         Workload::Tls => ("HTTPS", format!("Each server serves HTTPS with the same certificate, made for the run (P-256, rcgen): ours with `--tls-cert/--tls-key` (rustls, ring), nginx with `ssl` on its listener (OpenSSL, its default protocols and ciphers, session tickets on). `archserve load` is the HTTPS client (rustls, ring), trusting that certificate. Keep-alive small file{d} on the `close` connections: requests/s and server CPU µs per request. A new connection per request{d}: first with every handshake full (`--no-resume`), then resumed (each connection offers a ticket an earlier one received; `share resumed` is the fraction that was); handshakes/s and server CPU µs per handshake (request included). 1 MiB file over keep-alive{d} on the `big` connections: MiB/s. Then, on a fresh server: connections opened one at a time (a resumed handshake and one request each) and held idle; RSS of the server's processes after minus before, divided by the connections held.")),
+        Workload::Cgi => ("CGI", "N clients at once, each one `GET /cgi-bin/bench.sh` (a POSIX sh script printing a head and one line) on a new connection: a fork, an exec and two pipes per request. Total wall time until the last of the N answered, in ms, and the server's own CPU per request (utime + stime of its processes, the scripts' excluded: they are children, not the server), in µs. lighttpd runs the same script through mod_cgi.".to_string()),
     };
     (h.to_string(), i)
 }

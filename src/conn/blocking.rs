@@ -18,8 +18,10 @@ use crate::http::Request;
 use crate::shutdown::Stop;
 use crate::site::{Body, Part, Plan, Reply, Site, Work};
 
+use super::cgi::Outcome;
 use super::tls::Session;
-use super::{after_work, log_request, plan, refusal, READ_CHUNK};
+use super::{after_work, cgi_failure, log_request, plan, plan_at_head, refusal, READ_CHUNK};
+use crate::site::cgi::{Peer, Script};
 
 /// While idle, wake this often to notice a shutdown (cheap: a handful of workers).
 const STOP_POLL: Duration = Duration::from_millis(200);
@@ -71,22 +73,35 @@ impl Blocking {
         self.stream.set_write_timeout(Some(rules.write_timeout))?;
         let mut conn = Conn::new(Instant::now());
         let mut request: Option<Request> = None;
+        // With a CGI folder: the plan made at the head, and the body kept for a script.
+        let mut planned: Option<Plan> = None;
+        let mut body = Vec::new();
         loop {
             match conn.poll(rules, Instant::now(), &self.buf, stop.closes_idle()) {
                 Step::Read { deadline, idle } => self.read(&mut conn, deadline, idle, stop)?,
                 Step::LastLook => self.last_look(&mut conn)?,
                 Step::Request(req, used) => {
                     self.buf.drain(..used);
+                    planned = plan_at_head(site, &req, &mut conn);
                     request = Some(req);
                 }
                 Step::Discard(n) => {
                     self.buf.drain(..n);
                 }
+                Step::Body(n) => body.extend(self.buf.drain(..n)),
                 Step::Respond => {
                     let Some(req) = request.take() else {
                         return Ok(());
                     };
-                    let reply = answer(site, &req);
+                    let planned = planned.take().unwrap_or_else(|| plan(site, &req));
+                    if let Plan::Cgi(script) = planned {
+                        let body = std::mem::take(&mut body);
+                        if !self.cgi(&mut conn, (site, rules), &req, &script, body, stop)? {
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                    let reply = answer(site, &req, planned);
                     if !self.send(&mut conn, rules, reply, Some(&req), stop)? {
                         return Ok(());
                     }
@@ -201,6 +216,50 @@ impl Blocking {
         Ok(complete)
     }
 
+    /// Runs a CGI script and streams its answer (or the error page of its failure). False if
+    /// the connection must end now (the answer was cut short).
+    fn cgi(
+        &mut self,
+        conn: &mut Conn,
+        (site, rules): (&Site, &Rules),
+        req: &Request,
+        script: &Script,
+        body: Vec<u8>,
+        stop: Stop,
+    ) -> io::Result<bool> {
+        let peer = Peer {
+            remote: self.stream.peer_addr().ok(),
+            local: self.stream.local_addr().ok(),
+            https: self.tls.is_some(),
+        };
+        let max = site.cgi().map_or(1, |o| o.max_scripts);
+        let (stream, tls) = (&self.stream, &mut self.tls);
+        let mut send = |bytes: &[u8]| match tls {
+            Some(tls) => {
+                tls.queue(bytes)?;
+                tls.flush(&mut &*stream)
+            }
+            None => (&*stream).write_all(bytes),
+        };
+        let (outcome, status, printed) =
+            super::cgi_blocking::run(script, body, peer, max, (conn, rules), &mut send)?;
+        match outcome {
+            Outcome::Sent => {
+                log_request(self.peer, Some(req), status, printed);
+                conn.written(Instant::now(), &self.buf);
+                Ok(true)
+            }
+            Outcome::Cut => {
+                log_request(self.peer, Some(req), status, printed);
+                Ok(false)
+            }
+            Outcome::Failed(fail) => {
+                let reply = cgi_failure(site, fail, script.head_only);
+                self.send(conn, rules, reply, Some(req), stop)
+            }
+        }
+    }
+
     /// Writes a whole reply. False if the file shrank under us.
     fn write_reply(&mut self, mut reply: Reply) -> io::Result<bool> {
         if !reply.inline_small_body()? {
@@ -266,11 +325,12 @@ impl Blocking {
     }
 }
 
-/// The reply to `req`, running its workload first if it has one (a blocking worker simply
-/// computes, or sleeps).
-fn answer(site: &Site, req: &Request) -> Reply {
-    match plan(site, req) {
+/// The reply to `req` as `planned`, running its workload first if it has one (a blocking
+/// worker simply computes, or sleeps). A CGI plan is run by [`Blocking::cgi`] before this.
+fn answer(site: &Site, req: &Request, planned: Plan) -> Reply {
+    match planned {
         Plan::Reply(reply) => reply,
+        Plan::Cgi(_) => refusal(site, 500),
         Plan::Work(work) => {
             let primes = match work {
                 Work::Primes(n) => Some(crate::site::workload::count_primes(n)),

@@ -28,10 +28,13 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 use super::accept::Shared;
-use super::{after_work, log_request, plan, refusal, READ_CHUNK};
+use super::cgi::Outcome;
+use super::cgi_evented::Sink;
+use super::{after_work, cgi_failure, log_request, plan, plan_at_head, refusal, READ_CHUNK};
 use crate::http::conn::{Conn, Step, LINGER, LINGER_BYTES};
 use crate::http::Request;
 use crate::shutdown::Stop;
+use crate::site::cgi::{Peer, Script};
 use crate::site::{Body, Part, Plan, Reply, Work};
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -199,6 +202,8 @@ fn drive<'a>(
                 buf.drain(..n);
                 continue;
             }
+            // Only in a body's state, which `with_body` drives.
+            Step::Body(_) => return Ok(Next::End),
             Step::Refuse(status) => {
                 return Ok(Next::Later(Box::pin(refuse(
                     stream, shared, conn, buf, status,
@@ -229,8 +234,10 @@ enum Answered {
 
 /// What is left of an answer that needs waiting.
 enum Pending {
-    /// A request body to drop first.
-    Body(Request),
+    /// A request body to drop (or keep, for a CGI script) first; the plan, if made at the head.
+    Body(Request, Option<Plan>),
+    /// A CGI script to run (no request body).
+    Cgi(Request, Box<Script>),
     /// A workload to run first.
     Work(Request, Work),
     /// The rest of a reply the socket did not take at once, `usize` bytes of its head in.
@@ -245,12 +252,14 @@ fn answer_now(
     buf: &[u8],
     req: Request,
 ) -> io::Result<Answered> {
+    let planned = plan_at_head(&shared.site, &req, conn);
     if req.body_len > 0 {
-        return Ok(Answered::Later(Pending::Body(req)));
+        return Ok(Answered::Later(Pending::Body(req, planned)));
     }
-    let mut reply = match plan(&shared.site, &req) {
+    let mut reply = match planned.unwrap_or_else(|| plan(&shared.site, &req)) {
         Plan::Reply(reply) => reply,
         Plan::Work(work) => return Ok(Answered::Later(Pending::Work(req, work))),
+        Plan::Cgi(script) => return Ok(Answered::Later(Pending::Cgi(req, script))),
     };
     conn.finish_head(&shared.limits.rules, &mut reply.head, Stop.is_set());
     log_reply(stream, Some(&req), &reply);
@@ -273,7 +282,10 @@ fn later<'a>(
     pending: Pending,
 ) -> BoxFuture<'a, io::Result<Flow>> {
     match pending {
-        Pending::Body(req) => Box::pin(with_body(stream, shared, conn, buf, req)),
+        Pending::Body(req, planned) => Box::pin(with_body(stream, shared, conn, buf, req, planned)),
+        Pending::Cgi(req, script) => {
+            Box::pin(async move { cgi(stream, shared, conn, buf, &req, &script, Vec::new()).await })
+        }
         Pending::Work(req, work) => Box::pin(async move {
             let reply = work_reply(shared, &req, work).await;
             send(stream, shared, conn, buf, reply, Some(&req)).await
@@ -311,20 +323,7 @@ fn read_into(
     how: Read,
 ) -> io::Result<Option<Request>> {
     if !buf.is_empty() {
-        buf.reserve(READ_CHUNK);
-        let len = buf.len();
-        buf.resize(buf.capacity(), 0);
-        let r = read_some(stream, &mut buf[len..], how);
-        buf.truncate(len + *r.as_ref().unwrap_or(&0));
-        return match r {
-            Ok(0) => {
-                conn.on_eof();
-                Ok(None)
-            }
-            Ok(_) => Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-            Err(e) => Err(e),
-        };
+        return read_appending(stream, conn, buf, how).map(|()| None);
     }
     SCRATCH.with(|scratch| {
         let mut scratch = scratch.borrow_mut();
@@ -358,6 +357,29 @@ fn read_into(
     })
 }
 
+/// One read appended to the connection's own buffer.
+fn read_appending(
+    stream: &TcpStream,
+    conn: &mut Conn,
+    buf: &mut Vec<u8>,
+    how: Read,
+) -> io::Result<()> {
+    buf.reserve(READ_CHUNK);
+    let len = buf.len();
+    buf.resize(buf.capacity(), 0);
+    let r = read_some(stream, &mut buf[len..], how);
+    buf.truncate(len + *r.as_ref().unwrap_or(&0));
+    match r {
+        Ok(0) => {
+            conn.on_eof();
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Reads what the socket holds into `dst`. Through tokio's readiness, a read that returns less
 /// than asked also clears the cached read-readiness: TCP's recv hands over everything queued up
 /// to the size asked, so a short read has drained the socket; without this, the next wait would
@@ -386,26 +408,32 @@ fn read_some(stream: &TcpStream, dst: &mut [u8], how: Read) -> io::Result<usize>
     }
 }
 
-/// A request with a body: drops the body as the state machine says, then answers.
+/// A request with a body: drops the body (or keeps it for a CGI script) as the state machine
+/// says, then answers.
 async fn with_body(
     stream: &TcpStream,
     shared: &Shared,
     conn: &mut Conn,
     buf: &mut Vec<u8>,
     req: Request,
+    planned: Option<Plan>,
 ) -> io::Result<Flow> {
     let rules = &shared.limits.rules;
+    let mut body = Vec::new();
     loop {
         match conn.poll(rules, Instant::now(), buf, Stop.closes_idle()) {
             Step::Discard(n) => {
                 buf.drain(..n);
             }
+            Step::Body(n) => body.extend(buf.drain(..n)),
             Step::Read { deadline, .. } => {
                 match tokio::time::timeout_at(deadline.into(), stream.readable()).await {
                     Err(_) => conn.on_timeout(),
                     Ok(r) => {
                         r?;
-                        read_into(stream, conn, shared, buf, Read::Ready)?;
+                        // Into the connection's buffer, never parsed in the scratch buffer: a
+                        // body handed out there (`Step::Body`) would be lost.
+                        read_appending(stream, conn, buf, Read::Ready)?;
                     }
                 }
             }
@@ -414,11 +442,77 @@ async fn with_body(
             _ => return Ok(Flow::Continue),
         }
     }
-    let reply = match plan(&shared.site, &req) {
+    let reply = match planned.unwrap_or_else(|| plan(&shared.site, &req)) {
         Plan::Reply(reply) => reply,
         Plan::Work(work) => work_reply(shared, &req, work).await,
+        Plan::Cgi(script) => return cgi(stream, shared, conn, buf, &req, &script, body).await,
     };
     send(stream, shared, conn, buf, reply, Some(&req)).await
+}
+
+/// The socket as a CGI answer's destination: each write waits under the write timeout.
+struct Plain<'a> {
+    stream: &'a TcpStream,
+    wt: Duration,
+}
+
+impl Sink for Plain<'_> {
+    fn send(&mut self, bytes: &[u8]) -> impl Future<Output = io::Result<()>> + Send {
+        write_all(self.stream, bytes, self.wt, false, false)
+    }
+}
+
+/// Runs a CGI script and streams its answer, or sends the error page of its failure.
+async fn cgi(
+    stream: &TcpStream,
+    shared: &Shared,
+    conn: &mut Conn,
+    buf: &[u8],
+    req: &Request,
+    script: &Script,
+    body: Vec<u8>,
+) -> io::Result<Flow> {
+    let peer = Peer {
+        remote: stream.peer_addr().ok(),
+        local: stream.local_addr().ok(),
+        https: false,
+    };
+    let rules = &shared.limits.rules;
+    let max = shared.site.cgi().map_or(1, |o| o.max_scripts);
+    let mut sink = Plain {
+        stream,
+        wt: rules.write_timeout,
+    };
+    let (outcome, status, printed) = super::cgi_evented::run(
+        script,
+        body,
+        peer,
+        max,
+        (conn, rules),
+        &mut sink,
+        &shared.stopping,
+    )
+    .await?;
+    let log = |status| {
+        if crate::access_log::enabled() {
+            log_request(peer.remote.map(|a| a.ip()), Some(req), status, printed);
+        }
+    };
+    match outcome {
+        Outcome::Sent => {
+            log(status);
+            conn.written(Instant::now(), buf);
+            Ok(Flow::Continue)
+        }
+        Outcome::Cut => {
+            log(status);
+            Ok(Flow::End)
+        }
+        Outcome::Failed(fail) => {
+            let reply = cgi_failure(&shared.site, fail, script.head_only);
+            send(stream, shared, conn, buf, reply, Some(req)).await
+        }
+    }
 }
 
 /// Runs a workload (inline for `/cpu`, a timer for `/io`), then builds its reply.

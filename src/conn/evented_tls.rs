@@ -23,12 +23,15 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 use super::accept::Shared;
+use super::cgi::Outcome;
+use super::cgi_evented::Sink;
 use super::evented::{linger, log_reply, work_reply, writable};
 use super::tls::Session;
-use super::{plan, refusal, READ_CHUNK};
+use super::{cgi_failure, log_request, plan, plan_at_head, refusal, READ_CHUNK};
 use crate::http::conn::{Conn, Step};
 use crate::http::Request;
 use crate::shutdown::Stop;
+use crate::site::cgi::{Peer, Script};
 use crate::site::{Body, Part, Plan, Reply};
 
 thread_local! {
@@ -116,6 +119,9 @@ impl Tls {
         let rules = &shared.limits.rules;
         let mut conn = Conn::new(Instant::now());
         let mut request: Option<Request> = None;
+        // With a CGI folder: the plan made at the head, and the body kept for a script.
+        let mut planned: Option<Plan> = None;
+        let mut body = Vec::new();
         loop {
             match conn.poll(rules, Instant::now(), &self.buf, Stop.is_set()) {
                 Step::Read { deadline, idle } => {
@@ -133,16 +139,20 @@ impl Tls {
                 }
                 Step::Request(req, used) => {
                     self.buf.drain(..used);
+                    planned = plan_at_head(&shared.site, &req, &mut conn);
                     request = Some(req);
                 }
                 Step::Discard(n) => {
                     self.buf.drain(..n);
                 }
+                Step::Body(n) => body.extend(self.buf.drain(..n)),
                 Step::Respond => {
                     let Some(req) = request.take() else {
                         return Ok(());
                     };
-                    if !Box::pin(self.respond(&mut conn, shared, req)).await? {
+                    let planned = planned.take();
+                    let body = std::mem::take(&mut body);
+                    if !Box::pin(self.respond(&mut conn, shared, req, planned, body)).await? {
                         return Ok(());
                     }
                 }
@@ -281,18 +291,69 @@ impl Tls {
         }
     }
 
-    /// Answers a request (running its workload first) and writes the reply.
+    /// Answers a request as `planned` (planned now if not yet; running its workload or CGI
+    /// script first) and writes the reply.
     async fn respond(
         &mut self,
         conn: &mut Conn,
         shared: &Shared,
         req: Request,
+        planned: Option<Plan>,
+        body: Vec<u8>,
     ) -> io::Result<bool> {
-        let reply = match plan(&shared.site, &req) {
+        let reply = match planned.unwrap_or_else(|| plan(&shared.site, &req)) {
             Plan::Reply(reply) => reply,
             Plan::Work(work) => work_reply(shared, &req, work).await,
+            Plan::Cgi(script) => return self.cgi(conn, shared, &req, &script, body).await,
         };
         self.send(conn, shared, reply, Some(&req)).await
+    }
+
+    /// Runs a CGI script and streams its answer through the session, or sends the error page
+    /// of its failure. False if the connection must end now.
+    async fn cgi(
+        &mut self,
+        conn: &mut Conn,
+        shared: &Shared,
+        req: &Request,
+        script: &Script,
+        body: Vec<u8>,
+    ) -> io::Result<bool> {
+        let peer = Peer {
+            remote: self.stream.peer_addr().ok(),
+            local: self.stream.local_addr().ok(),
+            https: true,
+        };
+        let rules = &shared.limits.rules;
+        let max = shared.site.cgi().map_or(1, |o| o.max_scripts);
+        let mut sink = Sealed {
+            tls: self,
+            wt: rules.write_timeout,
+        };
+        let (outcome, status, printed) = super::cgi_evented::run(
+            script,
+            body,
+            peer,
+            max,
+            (conn, rules),
+            &mut sink,
+            &shared.stopping,
+        )
+        .await?;
+        if crate::access_log::enabled() && !matches!(outcome, Outcome::Failed(_)) {
+            log_request(peer.remote.map(|a| a.ip()), Some(req), status, printed);
+        }
+        match outcome {
+            Outcome::Sent => {
+                conn.written(Instant::now(), &self.buf);
+                Ok(true)
+            }
+            Outcome::Cut => Ok(false),
+            Outcome::Failed(fail) => {
+                let reply = cgi_failure(&shared.site, fail, script.head_only);
+                self.send(conn, shared, reply, Some(req)).await
+            }
+        }
     }
 
     /// Finishes the head, logs, writes the whole reply and tells the state machine. False if
@@ -363,5 +424,19 @@ impl Tls {
         }
         self.flush(wt).await?;
         Ok(true)
+    }
+}
+
+/// The TLS session as a CGI answer's destination: records queued, then written out under the
+/// write timeout.
+struct Sealed<'a> {
+    tls: &'a mut Tls,
+    wt: Duration,
+}
+
+impl Sink for Sealed<'_> {
+    async fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.tls.session.queue(bytes)?;
+        self.tls.flush(self.wt).await
     }
 }

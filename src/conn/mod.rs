@@ -9,6 +9,9 @@
 //! and the access log.
 pub mod accept;
 pub mod blocking;
+pub mod cgi;
+pub mod cgi_blocking;
+pub mod cgi_evented;
 pub mod evented;
 pub mod evented_tls;
 pub mod tls;
@@ -19,6 +22,7 @@ use std::net::IpAddr;
 use std::time::SystemTime;
 
 use crate::access_log;
+use crate::http::conn::Conn;
 use crate::http::date::DateCache;
 use crate::http::Request;
 use crate::site::{Ctx, Plan, Reply, Site, Work};
@@ -49,6 +53,23 @@ pub fn with_date<R>(f: impl FnOnce(&str) -> R) -> R {
 /// What the site answers `req`: a reply, or a workload to run first.
 pub fn plan(site: &Site, req: &Request) -> Plan {
     with_date(|date| site.plan(req, Ctx { date }))
+}
+
+/// The plan for `req` made as soon as its head is read, when the site may want its body (a CGI
+/// folder is served): a script's body is then kept for it (see `Conn::keep_body`) instead of
+/// dropped. `None` otherwise: the plan is made once the body is dropped, as before CGI.
+pub fn plan_at_head(site: &Site, req: &Request, conn: &mut Conn) -> Option<Plan> {
+    let opts = site.cgi()?;
+    let planned = plan(site, req);
+    if let Plan::Cgi(_) = &planned {
+        conn.keep_body(req.body_len, opts.max_body, std::time::Instant::now());
+    }
+    Some(planned)
+}
+
+/// The error page for a CGI script that got no answer of its own.
+pub fn cgi_failure(site: &Site, fail: cgi::Fail, head_only: bool) -> Reply {
+    with_date(|date| site.error_page(fail.status(), Ctx { date }, head_only))
 }
 
 /// The reply once a workload has run (`primes`: the count for `/cpu`).

@@ -228,6 +228,10 @@ impl Worker {
                 Step::Discard(n) => {
                     s.buf.drain(..n);
                 }
+                // Never asked for: `uring` refuses `--cgi-dir`, so no body is kept.
+                Step::Body(n) => {
+                    s.buf.drain(..n);
+                }
                 Step::Respond => return self.respond(idx),
                 Step::Refuse(status) => {
                     let reply = refusal(&self.site, status);
@@ -248,6 +252,11 @@ impl Worker {
         };
         let reply = match plan(&self.site, req) {
             Plan::Reply(reply) => reply,
+            // Never planned: `uring` refuses `--cgi-dir` at start-up.
+            Plan::Cgi(script) => {
+                let fail = super::cgi::Fail::Spawn;
+                super::cgi_failure(&self.site, fail, script.head_only)
+            }
             Plan::Work(work @ Work::Primes(n)) => {
                 let primes = crate::site::workload::count_primes(n);
                 self.now = Instant::now();

@@ -10,7 +10,8 @@
 //!   request is already buffered); the idle keep-alive deadline between requests; the body's;
 //! - when a head is complete, refused (400/408/414/431/411/501/505), or incomplete;
 //! - a request body: read and dropped (up to `max_discard`), or left unread and the connection
-//!   closed after the answer;
+//!   closed after the answer; or, when the site wants it (a CGI script's stdin, see
+//!   [`Conn::keep_body`]), handed out whole up to the site's cap, and refused with 413 beyond;
 //! - keep-alive: the client's wish, `--max-requests`, shutdown, an unread body; and so the
 //!   `Connection` field that ends every head;
 //! - at shutdown, an idle connection gets one last look for a request already sent, then closes;
@@ -18,6 +19,7 @@
 //!   otherwise turn the close into a RST that destroys the last answer.
 //!
 //! States: `Head` (reading or waiting for a request head), `Body` (dropping a request body),
+//! `Keep` (handing a request body out),
 //! `Respond` (the executor is building the answer), `Refuse` (the executor is building a refusal),
 //! `Writing` (the answer is being written), `Done` (close).
 use std::time::{Duration, Instant};
@@ -84,6 +86,9 @@ pub enum Step {
     Request(Request, usize),
     /// Drop the first `n` bytes of the buffer (request body).
     Discard(usize),
+    /// Hand the first `n` bytes of the buffer to the answer (the request body the site asked
+    /// for with [`Conn::keep_body`]), then drop them.
+    Body(usize),
     /// Build the answer to the request, end its head with [`Conn::finish_head`], write it, then
     /// call [`Conn::written`].
     Respond,
@@ -102,6 +107,8 @@ enum State {
     Head,
     /// Dropping `left` bytes of request body (for up to the header timeout from `since`).
     Body { left: u64 },
+    /// Handing out `left` more bytes of request body (same deadline as `Body`).
+    Keep { left: u64 },
     /// The executor is answering a request.
     Respond,
     /// The executor is answering with a refusal (`status`).
@@ -162,7 +169,12 @@ impl Conn {
     pub fn poll(&mut self, rules: &Rules, now: Instant, buf: &[u8], stopping: bool) -> Step {
         match self.state {
             State::Head => self.poll_head(rules, now, buf, stopping),
-            State::Body { left } => self.poll_body(left, self.since + rules.header_timeout, buf),
+            State::Body { left } => {
+                self.poll_body(left, false, self.since + rules.header_timeout, buf)
+            }
+            State::Keep { left } => {
+                self.poll_body(left, true, self.since + rules.header_timeout, buf)
+            }
             State::Respond => Step::Respond,
             State::Refuse { status } => Step::Refuse(status),
             // The executor polls again only after `written`; a poll now is a bug in it, and
@@ -242,16 +254,21 @@ impl Conn {
         Step::Request(req, used)
     }
 
-    /// Dropping a body: what is buffered now, else wait for more (an incomplete body is not
-    /// answered: the client stopped, or was too slow).
-    fn poll_body(&mut self, left: u64, deadline: Instant, buf: &[u8]) -> Step {
+    /// Dropping (or, `keep`, handing out) a body: what is buffered now, else wait for more (an
+    /// incomplete body is not answered: the client stopped, or was too slow).
+    fn poll_body(&mut self, left: u64, keep: bool, deadline: Instant, buf: &[u8]) -> Step {
         if left == 0 {
             self.state = State::Respond;
             return Step::Respond;
         }
         if !buf.is_empty() {
             let n = (buf.len() as u64).min(left);
-            self.state = State::Body { left: left - n };
+            let left = left - n;
+            if keep {
+                self.state = State::Keep { left };
+                return Step::Body(n as usize);
+            }
+            self.state = State::Body { left };
             return Step::Discard(n as usize);
         }
         if self.eof || std::mem::take(&mut self.expired) {
@@ -271,6 +288,33 @@ impl Conn {
     fn close(&mut self, linger: bool) -> Step {
         self.state = State::Done { linger };
         Step::Close { linger }
+    }
+
+    /// The site wants the body of the request just returned by [`Step::Request`] (`body_len`
+    /// bytes): it is handed out by [`Step::Body`] instead of dropped, and [`Step::Respond`]
+    /// follows once it is whole. Beyond `limit` bytes the request is refused with 413 instead
+    /// (the body left unread, so the connection closes with a linger), before any is read:
+    /// the body is held in memory until the answer starts. Call it before polling again.
+    pub fn keep_body(&mut self, body_len: u64, limit: u64, now: Instant) {
+        if body_len == 0 || !matches!(self.state, State::Body { .. } | State::Respond) {
+            return;
+        }
+        if body_len > limit {
+            self.body_unread = true;
+            self.state = State::Refuse { status: 413 };
+            return;
+        }
+        self.body_unread = false;
+        // The body's deadline counts from the end of the head.
+        self.since = now;
+        self.state = State::Keep { left: body_len };
+    }
+
+    /// The answer under way has no length of its own (a CGI script's output to an HTTP/1.0
+    /// client): its end is the connection's, so the head says `Connection: close`. Call it
+    /// before [`Conn::finish_head`].
+    pub fn close_after_answer(&mut self) {
+        self.wants_keep = false;
     }
 
     /// The peer closed its sending side (a read returned 0).
@@ -682,6 +726,131 @@ mod tests {
         }
         assert_eq!(seen, ["/a", "/b", "/c"]);
         assert_eq!(c.served(), 3);
+    }
+
+    /// Like [`drive`], for a site that wants every body (up to `limit`): returns the body
+    /// handed out and the step that ended the drive.
+    fn drive_keep(c: &mut Conn, now: Instant, buf: &mut Vec<u8>, limit: u64) -> (Vec<u8>, Step) {
+        let mut body = Vec::new();
+        loop {
+            match c.poll(&rules(), now, buf, false) {
+                Step::Request(req, used) => {
+                    buf.drain(..used);
+                    c.keep_body(req.body_len, limit, now);
+                }
+                Step::Body(n) => body.extend(buf.drain(..n)),
+                step => return (body, step),
+            }
+        }
+    }
+
+    const POST: &[u8] = b"POST /cgi HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello";
+
+    #[test]
+    fn a_wanted_body_is_handed_out_whole_then_the_next_request_follows() {
+        let t0 = Instant::now();
+        let mut c = Conn::new(t0);
+        let mut buf = [POST, GET].concat();
+        let (body, step) = drive_keep(&mut c, t0, &mut buf, 100);
+        assert_eq!((body.as_slice(), step), (&b"hello"[..], Step::Respond));
+        assert_eq!(buf, GET);
+        assert!(answer(&mut c, t0, &buf, false).ends_with("keep-alive\r\n\r\n"));
+        let (_, step) = drive_keep(&mut c, t0, &mut buf, 100);
+        assert_eq!(step, Step::Respond);
+    }
+
+    #[test]
+    fn a_wanted_body_one_byte_at_a_time_is_the_same_body() {
+        let t0 = Instant::now();
+        let mut c = Conn::new(t0);
+        let mut buf = Vec::new();
+        let mut body = Vec::new();
+        let mut last = None;
+        for &b in POST {
+            buf.push(b);
+            let (got, step) = drive_keep(&mut c, t0, &mut buf, 100);
+            body.extend(got);
+            last = Some(step);
+        }
+        assert_eq!(body, b"hello");
+        assert_eq!(last, Some(Step::Respond));
+    }
+
+    #[test]
+    fn a_wanted_body_over_the_limit_is_refused_with_413_and_a_lingering_close() {
+        let t0 = Instant::now();
+        let mut c = Conn::new(t0);
+        let mut buf = POST.to_vec();
+        let (body, step) = drive_keep(&mut c, t0, &mut buf, 4);
+        assert!(body.is_empty());
+        assert_eq!(step, Step::Refuse(413));
+        let mut head = Vec::new();
+        assert!(c.finish_head(&rules(), &mut head, false));
+        c.written(t0, &buf);
+        assert_eq!(
+            c.poll(&rules(), t0, &buf, false),
+            Step::Close { linger: true }
+        );
+        // Over `max_discard` too: the same refusal.
+        let mut c = Conn::new(t0);
+        let mut buf = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 9999999\r\n\r\n".to_vec();
+        assert_eq!(drive_keep(&mut c, t0, &mut buf, 4).1, Step::Refuse(413));
+    }
+
+    #[test]
+    fn a_wanted_body_larger_than_max_discard_but_within_the_limit_is_read() {
+        let r = Rules {
+            max_discard: 2,
+            ..rules()
+        };
+        let t0 = Instant::now();
+        let mut c = Conn::new(t0);
+        let mut buf = POST.to_vec();
+        let Step::Request(req, used) = c.poll(&r, t0, &buf, false) else {
+            panic!("no request");
+        };
+        buf.drain(..used);
+        c.keep_body(req.body_len, 100, t0);
+        assert_eq!(c.poll(&r, t0, &buf, false), Step::Body(5));
+        buf.clear();
+        assert_eq!(c.poll(&r, t0, &buf, false), Step::Respond);
+        assert!(answer(&mut c, t0, &buf, false).ends_with("keep-alive\r\n\r\n"));
+    }
+
+    #[test]
+    fn a_wanted_body_that_stops_coming_is_not_answered() {
+        let t0 = Instant::now();
+        let mut c = Conn::new(t0);
+        let mut buf = POST[..POST.len() - 2].to_vec();
+        let (body, step) = drive_keep(&mut c, t0 + S, &mut buf, 100);
+        assert_eq!(body, b"hel");
+        // The body's deadline counts from the end of the head.
+        assert_eq!(
+            step,
+            Step::Read {
+                deadline: t0 + 11 * S,
+                idle: false
+            }
+        );
+        c.on_timeout();
+        assert_eq!(
+            c.poll(&rules(), t0 + 11 * S, &buf, false),
+            Step::Close { linger: false }
+        );
+    }
+
+    #[test]
+    fn an_answer_without_a_length_closes_the_connection() {
+        let t0 = Instant::now();
+        let mut c = Conn::new(t0);
+        let mut buf = GET.to_vec();
+        drive(&mut c, t0, &mut buf, false);
+        c.close_after_answer();
+        assert!(answer(&mut c, t0, &buf, false).ends_with("Connection: close\r\n\r\n"));
+        assert_eq!(
+            c.poll(&rules(), t0, &buf, false),
+            Step::Close { linger: false }
+        );
     }
 
     #[test]

@@ -20,6 +20,9 @@ pub struct Limits {
     pub max_head: usize,
     /// Most header fields (431 beyond); at most [`MAX_HEADERS_CAP`].
     pub max_headers: usize,
+    /// Keep every field of the request in [`MoreFields::fields`] (for CGI's `HTTP_*`
+    /// variables); off unless a CGI directory is served, so no other request pays for it.
+    pub keep_fields: bool,
 }
 
 impl Default for Limits {
@@ -28,6 +31,7 @@ impl Default for Limits {
             max_line: 8 * 1024,
             max_head: 32 * 1024,
             max_headers: 100,
+            keep_fields: false,
         }
     }
 }
@@ -106,6 +110,9 @@ pub struct MoreFields {
     pub accept_encoding: Option<String>,
     /// `Accept` (several lines joined as one list), for directory listings.
     pub accept: Option<String>,
+    /// Every field as sent, in order (only with [`Limits::keep_fields`]): a CGI script's
+    /// `HTTP_*` variables.
+    pub fields: Vec<(String, Vec<u8>)>,
 }
 
 impl Request {
@@ -119,6 +126,11 @@ impl Request {
 
     pub fn accept(&self) -> Option<&str> {
         self.more.as_ref()?.accept.as_deref()
+    }
+
+    /// Every field as sent (empty unless the parser kept them, see [`Limits::keep_fields`]).
+    pub fn fields(&self) -> &[(String, Vec<u8>)] {
+        self.more.as_ref().map_or(&[], |m| &m.fields)
     }
 
     fn more(&mut self) -> &mut MoreFields {
@@ -163,6 +175,13 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Parsed, ParseError> {
     };
     let mut out = request_from_line(&req)?;
     let framing = read_fields(&mut out, req.headers)?;
+    if limits.keep_fields {
+        out.more().fields = req
+            .headers
+            .iter()
+            .map(|h| (h.name.to_owned(), h.value.to_owned()))
+            .collect();
+    }
     framing.apply(&mut out)?;
     Ok(Parsed::Complete(out, skip + used))
 }
@@ -716,6 +735,7 @@ mod tests {
             max_line: 20,
             max_head: 60,
             max_headers: 2,
+            keep_fields: false,
         };
         let input = b"GET /0123456789abcdef HTTP/1.1\r\nHost: x\r\n\r\n";
         assert_eq!(parse(input, &limits), Err(ParseError::UriTooLong));
@@ -759,6 +779,7 @@ mod tests {
             max_line: 4,
             max_head: 4,
             max_headers: 1,
+            keep_fields: false,
         };
         assert_eq!(
             check_with(b"\r\n\r\nR:", &small),
@@ -775,6 +796,7 @@ mod tests {
             max_line: 64,
             max_head: 64,
             max_headers: 8,
+            keep_fields: true,
         };
         let input = format!(
             "GET / HTTP/1.1\r\nHost: x\r\nX: {}\x01\r\n\r\n",
@@ -783,6 +805,36 @@ mod tests {
         assert_eq!(
             check_with(input.as_bytes(), &limits),
             Err(ParseError::HeadersTooLarge)
+        );
+    }
+
+    #[test]
+    fn every_field_is_kept_only_when_asked() {
+        let input = b"POST /x HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nContent-Length: 0\r\nX-A: 2\r\n\r\n";
+        let Ok(Parsed::Complete(plain, _)) = parse(input, &Limits::default()) else {
+            panic!("not parsed");
+        };
+        assert!(plain.fields().is_empty());
+        let keep = Limits {
+            keep_fields: true,
+            ..Limits::default()
+        };
+        let Ok(Parsed::Complete(kept, _)) = parse(input, &keep) else {
+            panic!("not parsed");
+        };
+        let names: Vec<(&str, &[u8])> = kept
+            .fields()
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_slice()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("Host", &b"h"[..]),
+                ("X-A", b"1"),
+                ("Content-Length", b"0"),
+                ("X-A", b"2")
+            ]
         );
     }
 

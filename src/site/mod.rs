@@ -7,7 +7,9 @@
 //! root → directory? (301 / index.html) → precompressed variants ([`variants`]) → coding by
 //! Accept-Encoding ([`encoding`]) → validators → conditional (304) → range (206/416) → 200
 //! ([`file`]), with the header rules ([`headers`]); a directory without `index.html` is listed
-//! when asked to ([`listing`]).
+//! when asked to ([`listing`]). Before all of it, a path under the CGI folder names a script
+//! to run, whatever the method ([`cgi`]).
+pub mod cgi;
 pub mod conditional;
 pub mod encoding;
 pub mod file;
@@ -48,6 +50,8 @@ pub enum Plan {
     Reply(Reply),
     /// Run the work, then call [`Site::after_work`].
     Work(Work),
+    /// Run the CGI script (its body, if any, kept: see `http::conn::Conn::keep_body`).
+    Cgi(Box<cgi::Script>),
 }
 
 /// Per-request facts the connection loop knows and the site does not.
@@ -64,6 +68,8 @@ pub struct SiteOptions {
     pub headers: HeaderRules,
     /// List directories without an `index.html` (`--dir-listing`); else they are 404.
     pub dir_listing: bool,
+    /// Run the executable files of this folder as CGI scripts (`--cgi-dir`).
+    pub cgi: Option<cgi::CgiOptions>,
 }
 
 /// The static site: a document root and what to do with it.
@@ -73,6 +79,8 @@ pub struct Site {
     /// Tells this site's entries in the per-thread open-file cache from another site's.
     id: u64,
     opts: Arc<SiteOptions>,
+    /// The root as an absolute path (CGI scripts are executed by path).
+    root_abs: Arc<std::path::PathBuf>,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -89,6 +97,7 @@ impl Site {
             root: Root::open_dir(root)?,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             opts: Arc::new(opts),
+            root_abs: Arc::new(std::path::absolute(root)?),
         })
     }
 
@@ -98,6 +107,7 @@ impl Site {
             root: self.root.try_clone()?,
             id: self.id,
             opts: Arc::clone(&self.opts),
+            root_abs: Arc::clone(&self.root_abs),
         })
     }
 
@@ -105,8 +115,28 @@ impl Site {
         self.root.path()
     }
 
+    /// The CGI options, when a CGI folder is served.
+    pub fn cgi(&self) -> Option<&cgi::CgiOptions> {
+        self.opts.cgi.as_ref()
+    }
+
+    /// An error page with `status` (a CGI script's failure: 502, 503, 504).
+    pub fn error_page(&self, status: u16, ctx: Ctx, head_only: bool) -> Reply {
+        self.error(status, ctx, head_only)
+    }
+
     /// Decides the answer to `req`.
     pub fn plan(&self, req: &Request, ctx: Ctx) -> Plan {
+        if let Some(opts) = &self.opts.cgi {
+            let head_only = req.method == Method::Head;
+            match cgi::find(opts, &self.root, &self.root_abs, req) {
+                Some(cgi::Found::Script(script)) => return Plan::Cgi(script),
+                Some(cgi::Found::Status(status)) => {
+                    return Plan::Reply(self.status_page(status, ctx, head_only))
+                }
+                None => {}
+            }
+        }
         match req.method {
             Method::Get | Method::Head => {}
             Method::Options => {

@@ -32,6 +32,7 @@ pub fn limits_from(a: u8, b: u8, c: u8) -> Limits {
         max_line,
         max_head: max_line + usize::from(c),
         max_headers: 1 + usize::from((a >> 2) % 16),
+        keep_fields: a & 1 == 1,
     }
 }
 
