@@ -10,6 +10,7 @@ mod fixture;
 mod harness;
 pub(crate) mod tls;
 
+mod churn;
 mod clients;
 mod conditional;
 mod files;
