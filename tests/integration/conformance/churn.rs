@@ -180,7 +180,21 @@ struct Timeline {
     transitions: Vec<Transition>,
 }
 
+/// How long an ended version is kept: longer than any request can take (reads time out after
+/// 5 s), so that the long runs do not hold every version they made.
+const KEEP: Duration = Duration::from_secs(30);
+
 impl Timeline {
+    /// Drops the versions and in-place writes that ended more than [`KEEP`] before `now`.
+    fn forget_before(&mut self, now: Instant) {
+        let Some(horizon) = now.checked_sub(KEEP) else {
+            return;
+        };
+        self.versions
+            .retain(|v| v.to.is_none_or(|to| to >= horizon));
+        self.transitions.retain(|t| t.to >= horizon);
+    }
+
     fn overlapping(&self, sent: Instant, done: Instant) -> impl Iterator<Item = &Version> {
         self.versions
             .iter()
@@ -311,6 +325,7 @@ impl Tree {
                 from,
                 to: None,
             });
+            timeline.forget_before(to);
         }
     }
 
