@@ -710,14 +710,24 @@ fn mixed(body: &[u8], offset: usize, transitions: &[&Transition]) -> bool {
         })
 }
 
-/// ETag and Last-Modified, when present, are those of `info` (a settled file's; `W/` aside).
+/// ETag and Last-Modified, when present, are those of `info` (a settled file's; `W/` aside),
+/// or of the same inode with a later change time: an inode whose path was renamed over or
+/// unlinked while it was being answered has its ctime moved by that (its link count changed),
+/// and a `statx` after it sees the same bytes with a new, still unique, tag.
 fn headers_agree(resp: &Response, info: Option<&FileInfo>) -> bool {
     let etag = resp.header("etag");
     let date = resp.header("last-modified");
     match info {
         Some(i) => {
-            etag.is_none_or(|t| opaque(t) == opaque(&etag_of(i)))
-                && date.is_none_or(|d| d == last_modified_of(i))
+            let same_bytes = |t: &str| {
+                let t: Vec<&str> = opaque(t).trim_matches('"').split('-').collect();
+                let e = etag_of(i);
+                let e: Vec<&str> = e.trim_matches('"').split('-').collect();
+                let later = u64::from_str_radix(t.get(2).unwrap_or(&""), 16)
+                    .is_ok_and(|c| c >= u64::from_str_radix(e[2], 16).unwrap_or(u64::MAX));
+                t.len() == 4 && t[0] == e[0] && t[1] == e[1] && t[3] == e[3] && later
+            };
+            etag.is_none_or(same_bytes) && date.is_none_or(|d| d == last_modified_of(i))
         }
         None => etag.is_none() && date.is_none(),
     }
