@@ -167,6 +167,8 @@ struct Version {
 /// steps, so for its duration the path could also lead to nothing or to a prefix of the new
 /// bytes.
 struct Transition {
+    /// The inode written to (for `recreate`, the one before).
+    ino: u64,
     old: Vec<u8>,
     new: Vec<u8>,
     recreate: bool,
@@ -309,7 +311,12 @@ impl Tree {
             let in_place = matches!((&before[i], &now),
                 (Expect::File(_, a), Expect::File(_, b)) if a.ino == b.ino);
             if kind != Kind::Atomic && (in_place || kind == Kind::Steps) {
+                let ino = match &before[i] {
+                    Expect::File(_, info) => info.ino,
+                    _ => 0,
+                };
                 timeline.transitions.push(Transition {
+                    ino,
                     old: bytes_of(&before[i]).to_vec(),
                     new: bytes_of(&now).to_vec(),
                     recreate: kind == Kind::Steps,
@@ -548,7 +555,7 @@ fn client(server: &ArchServer, tree: &Tree, tags: &Tags, rng: &mut Rng, bound: B
         report.bump("requests");
         let timelines = tree.timelines.lock().unwrap();
         let timeline = &timelines[URLS.iter().position(|u| *u == url).unwrap()];
-        let verdict = judge(&answer, &ask, timeline, sent, done, tags);
+        let verdict = judge(&answer, &ask, (timeline, &timelines), sent, done, tags);
         drop(timelines);
         match (verdict, &answer) {
             (Ok(outcome), Ok(resp)) => {
@@ -589,13 +596,29 @@ fn client(server: &ArchServer, tree: &Tree, tags: &Tags, rng: &mut Rng, bound: B
 fn judge(
     answer: &Result<Response, String>,
     ask: &Ask,
-    timeline: &Timeline,
+    (timeline, all): (&Timeline, &[Timeline]),
     sent: Instant,
     done: Instant,
     tags: &Tags,
 ) -> Result<&'static str, String> {
     let versions: Vec<&Version> = timeline.overlapping(sent, done).collect();
-    let transitions: Vec<&Transition> = timeline.transitions(sent, done).collect();
+    // In-place writes of this URL, and of any file it led to while the request was served
+    // (opened then through a symlink that has moved on since, and written afterwards).
+    let inodes: Vec<u64> = versions
+        .iter()
+        .filter_map(|v| match &v.expect {
+            Expect::File(_, i) => Some(i.ino),
+            _ => None,
+        })
+        .collect();
+    let mut transitions: Vec<&Transition> = timeline.transitions(sent, done).collect();
+    for other in all.iter().filter(|t| !std::ptr::eq(*t, timeline)) {
+        transitions.extend(
+            other
+                .transitions(sent, done)
+                .filter(|t| !t.recreate && inodes.contains(&t.ino)),
+        );
+    }
     let resp = match answer {
         Ok(resp) => resp,
         // The length was promised from the file's size, then the file shrank: the connection
