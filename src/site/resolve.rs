@@ -122,6 +122,9 @@ pub struct Root {
 /// Set once if the kernel has no openat2 (Linux < 5.6); from then on the slower checked path runs.
 static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
 
+/// How many times an `openat2` that failed with EAGAIN (a concurrent rename) is made again.
+const EAGAIN_TRIES: usize = 16;
+
 impl Root {
     /// Opens the root directory; fails if it is missing or not a directory.
     pub fn open_dir(path: &Path) -> io::Result<Root> {
@@ -227,22 +230,32 @@ impl Root {
         let mut how: libc::open_how = unsafe { std::mem::zeroed() };
         how.flags = flags as u64;
         how.resolve = libc::RESOLVE_BENEATH | resolve;
-        // SAFETY: arguments follow openat2(2): a directory fd we own, a NUL-terminated path, a
-        // valid open_how and its size. The result is checked before use.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                self.fd.as_raw_fd(),
-                c.as_ptr(),
-                &how as *const libc::open_how,
-                std::mem::size_of::<libc::open_how>(),
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
+        // EAGAIN: a rename anywhere on the system while the path went through `..` (a symlink
+        // such as `../x`), so the kernel could not prove it stayed beneath; openat2(2) says to
+        // try again. Without a retry such a file got 500 under churn (the churn test).
+        for _ in 0..EAGAIN_TRIES {
+            // SAFETY: arguments follow openat2(2): a directory fd we own, a NUL-terminated
+            // path, a valid open_how and its size. The result is checked before use.
+            let fd = unsafe {
+                libc::syscall(
+                    libc::SYS_openat2,
+                    self.fd.as_raw_fd(),
+                    c.as_ptr(),
+                    &how as *const libc::open_how,
+                    std::mem::size_of::<libc::open_how>(),
+                )
+            };
+            if fd >= 0 {
+                // SAFETY: a fresh fd returned by the kernel, owned by nobody else.
+                return Ok(unsafe { File::from_raw_fd(fd as i32) });
+            }
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EAGAIN) {
+                return Err(e);
+            }
         }
-        // SAFETY: a fresh fd returned by the kernel, owned by nobody else.
-        Ok(unsafe { File::from_raw_fd(fd as i32) })
+        // Renames without pause: the server's momentary state, answered 503 (try again).
+        Err(io::Error::from_raw_os_error(libc::ENOBUFS))
     }
 
     /// Fallback without openat2: open, then check where the path really leads.
@@ -376,5 +389,38 @@ mod tests {
         std::fs::write(dir.path().join("f"), "x").unwrap();
         assert!(Root::open_dir(&dir.path().join("f")).is_err());
         assert!(Root::open_dir(&dir.path().join("missing")).is_err());
+    }
+
+    /// Found by the churn test (`tests/integration/conformance/churn.rs`): a symlink through
+    /// `..` (`sub/up -> ../f`) opened while another thread renames files got EAGAIN from
+    /// openat2 now and then, and the request a 500. Every open must succeed now.
+    #[test]
+    fn a_path_through_dot_dot_opens_while_files_are_renamed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("f"), "f").unwrap();
+        std::os::unix::fs::symlink("../f", dir.path().join("sub/up")).unwrap();
+        let root = Root::open_dir(dir.path()).unwrap();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+                std::fs::write(&a, "a").unwrap();
+                while !stop.load(Ordering::Relaxed) {
+                    std::fs::rename(&a, &b).unwrap();
+                    std::fs::rename(&b, &a).unwrap();
+                }
+            });
+            // A long walk through `..` (up to the length of a path) widens the window.
+            let long = format!("{}sub/up", "sub/../".repeat(40));
+            let failed = (0..5_000)
+                .filter(|_| root.open("sub/up").is_err() || root.open(&long).is_err())
+                .count();
+            stop.store(true, Ordering::Relaxed);
+            assert_eq!(
+                failed, 0,
+                "opens of sub/up that failed while files were renamed"
+            );
+        });
     }
 }

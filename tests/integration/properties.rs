@@ -6,7 +6,7 @@
 //! mutated; arbitrary bytes; path-like strings built from the tokens that matter (dots, slashes,
 //! escapes, the fixture's symlink names) and arbitrary strings; Range headers from parts.
 #[path = "../props/mod.rs"]
-mod props;
+pub(crate) mod props;
 
 use archserve::http::{parse, Limits, Method, Parsed, Request, Version};
 use archserve::site::range::Ranges;

@@ -718,7 +718,7 @@ impl Churn {
         };
         let after = std::time::SystemTime::now();
         let head = String::from_utf8_lossy(&reply.head).into_owned();
-        let want = self.expect(target);
+        let want = expect(&self.fresh, target);
         match want {
             Expect::File(bytes, info) => {
                 assert_eq!(
@@ -787,46 +787,6 @@ impl Churn {
             ),
         }
     }
-
-    /// What `target` must get, found the way the site finds it, without any cache.
-    fn expect(&self, target: &str) -> Expect {
-        use archserve::site::open_files::FileInfo;
-        let Ok(norm) = normalize(target) else {
-            return Expect::Error;
-        };
-        let open = |rel: &str| {
-            let mut f = self.fresh.open(rel).ok()?;
-            let meta = f.metadata().ok()?;
-            let mut bytes = Vec::new();
-            if meta.is_file() {
-                std::io::Read::read_to_end(&mut f, &mut bytes).ok()?;
-            }
-            Some((bytes, meta))
-        };
-        let Some((bytes, meta)) = open(&norm.rel) else {
-            return Expect::Error;
-        };
-        if meta.is_file() {
-            return Expect::File(bytes, FileInfo::from_metadata(&meta));
-        }
-        if !meta.is_dir() {
-            return Expect::Error;
-        }
-        if !norm.dir_form {
-            return Expect::Redirect;
-        }
-        let index = if norm.rel.is_empty() {
-            "index.html".to_owned()
-        } else {
-            format!("{}/index.html", norm.rel)
-        };
-        match open(&index) {
-            Some((bytes, meta)) if meta.is_file() => {
-                Expect::File(bytes, FileInfo::from_metadata(&meta))
-            }
-            _ => Expect::Error,
-        }
-    }
 }
 
 impl Drop for Churn {
@@ -835,14 +795,57 @@ impl Drop for Churn {
     }
 }
 
-/// What a request must get.
-enum Expect {
+/// What `target` must get from a server whose root is `fresh`, found the way the site finds
+/// it (normalize, open beneath the root, a directory's `index.html`), without any cache.
+pub fn expect(fresh: &Root, target: &str) -> Expect {
+    use archserve::site::open_files::FileInfo;
+    let Ok(norm) = normalize(target) else {
+        return Expect::Error;
+    };
+    let open = |rel: &str| {
+        let mut f = fresh.open(rel).ok()?;
+        let meta = f.metadata().ok()?;
+        let mut bytes = Vec::new();
+        if meta.is_file() {
+            std::io::Read::read_to_end(&mut f, &mut bytes).ok()?;
+        }
+        Some((bytes, meta))
+    };
+    let Some((bytes, meta)) = open(&norm.rel) else {
+        return Expect::Error;
+    };
+    if meta.is_file() {
+        return Expect::File(bytes, FileInfo::from_metadata(&meta));
+    }
+    if !meta.is_dir() {
+        return Expect::Error;
+    }
+    if !norm.dir_form {
+        return Expect::Redirect;
+    }
+    let index = if norm.rel.is_empty() {
+        "index.html".to_owned()
+    } else {
+        format!("{}/index.html", norm.rel)
+    };
+    match open(&index) {
+        Some((bytes, meta)) if meta.is_file() => {
+            Expect::File(bytes, FileInfo::from_metadata(&meta))
+        }
+        _ => Expect::Error,
+    }
+}
+
+/// What a request must get: the bytes and metadata of the file it leads to, a redirect (a
+/// directory asked without its slash), or an error status.
+#[derive(Debug, Clone)]
+pub enum Expect {
     File(Vec<u8>, archserve::site::open_files::FileInfo),
     Redirect,
     Error,
 }
 
-fn remove_any(p: &std::path::Path) {
+pub fn remove_any(p: &std::path::Path) {
     match std::fs::symlink_metadata(p) {
         Ok(m) if m.is_dir() => {
             let _ = std::fs::remove_dir_all(p);

@@ -11,6 +11,7 @@ mod harness;
 pub(crate) mod tls;
 
 mod cgi;
+mod churn;
 mod clients;
 mod conditional;
 mod files;
