@@ -81,13 +81,16 @@ pub fn bind_all(addrs: &[SocketAddr], opts: Listen) -> io::Result<Vec<TcpListene
         .collect()
 }
 
-/// The listeners' addresses, comma-separated (`127.0.0.1:8080, [::1]:8080`): the form of the
-/// `Server listening on` and worker lines.
+/// The listeners' addresses, each once, comma-separated (`127.0.0.1:8080, [::1]:8080`): the
+/// form of the `Server listening on` and worker lines.
 pub fn describe(listeners: &[TcpListener]) -> io::Result<String> {
-    let addrs = listeners
-        .iter()
-        .map(|l| l.local_addr().map(|a| a.to_string()))
-        .collect::<io::Result<Vec<_>>>()?;
+    let mut addrs: Vec<String> = Vec::with_capacity(listeners.len());
+    for l in listeners {
+        let addr = l.local_addr()?.to_string();
+        if !addrs.contains(&addr) {
+            addrs.push(addr);
+        }
+    }
     Ok(addrs.join(", "))
 }
 
@@ -184,7 +187,9 @@ mod tests {
         let x = bind("127.0.0.1:0".parse().unwrap(), opts).unwrap();
         let x_addr = x.local_addr().unwrap();
         let x2 = bind(x_addr, opts).unwrap();
-        let groups = group_by_addr(vec![x, a, x2]).unwrap();
+        let all = vec![x, a, x2];
+        assert_eq!(describe(&all).unwrap(), format!("{x_addr}, {taken}"));
+        let groups = group_by_addr(all).unwrap();
         let sizes: Vec<_> = groups.iter().map(Vec::len).collect();
         assert_eq!(sizes, [2, 1]);
         assert_eq!(groups[0][1].local_addr().unwrap(), x_addr);

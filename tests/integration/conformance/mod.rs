@@ -16,6 +16,7 @@ mod files;
 mod framing;
 mod lifecycle;
 mod limits;
+mod listen;
 mod methods;
 mod paths;
 mod range;
