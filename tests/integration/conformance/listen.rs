@@ -362,3 +362,124 @@ fn bad_listen_values_are_refused_with_one_line() {
         }
     }
 }
+
+/// Whether `arch` runs event loops (which hold many connections under `--max-conns`).
+fn evented(arch: &str) -> bool {
+    archserve::arch::find(arch).is_some_and(|a| a.idle_timeout == archserve::arch::EVENTED_IDLE)
+}
+
+#[test]
+fn the_connection_cap_counts_the_connections_of_every_listener() {
+    let second = second_loopback();
+    for_each_arch(|arch| {
+        if !evented(arch) {
+            return; // a blocking worker holds one connection: the worker count is the cap
+        }
+        let extra = ["--max-conns", "2", "-w", "1"];
+        let srv = ArchServer::start_listening(arch, &["127.0.0.1:0", second], &extra);
+        let mut idle: Vec<Conn> = (0..2)
+            .map(|_| {
+                let mut c = Conn::open(&srv.addrs[0].to_string(), arch);
+                c.send(&req("GET", "/a.txt", &[]));
+                assert_eq!(c.response().status, 200);
+                c
+            })
+            .collect();
+        // A client of the other address is served: an idle one of the first made room.
+        assert_eq!(get_on(&srv.addrs[1], arch, "/a.txt"), A_TXT);
+        let closed = idle
+            .iter_mut()
+            .map(|c| c.is_open_and_quiet(Duration::from_millis(200)))
+            .filter(|open| !open)
+            .count();
+        assert!(
+            closed >= 1,
+            "[{arch}] no idle connection was closed at the cap"
+        );
+    });
+}
+
+#[test]
+fn sigterm_finishes_in_flight_requests_and_frees_every_address() {
+    let second = second_loopback();
+    for_each_arch(|arch| {
+        let srv = ArchServer::start_listening(arch, &["127.0.0.1:0", second], &["--grace", "10"]);
+        let mut c = Conn::open(&srv.addrs[1].to_string(), arch);
+        // A first answer proves the connection is being served, not waiting in the backlog.
+        c.send(&req("GET", "/a.txt", &[]));
+        assert_eq!(c.response().status, 200);
+        c.send(&req("GET", "/io?ms=1500", &[]));
+        // Time for the server to read the request it is waiting for (not an assertion).
+        std::thread::sleep(Duration::from_millis(300));
+        srv.signal(Signal::SIGTERM);
+        assert_eq!(c.response().status, 200, "[{arch}] in-flight /io");
+        let status = srv.wait_exit(EXIT_TIMEOUT).expect("exit after SIGTERM");
+        assert!(
+            status.success(),
+            "[{arch}] {status:?}: {}",
+            srv.stderr_text()
+        );
+        for addr in &srv.addrs {
+            TcpListener::bind(addr)
+                .unwrap_or_else(|e| panic!("[{arch}] {addr} not freed after exit: {e}"));
+        }
+    });
+}
+
+#[test]
+fn https_and_the_redirect_work_on_several_listeners() {
+    if !ipv6_loopback() || !have_curl() {
+        return;
+    }
+    let cert = super::tls::test_cert();
+    for_each_tls_arch(|arch| {
+        let redirect = closed_port().to_string();
+        let mut extra = vec!["--redirect-http", redirect.as_str()];
+        if !super::tls::tls_mode() {
+            // In the TLS mode the suite adds the certificate already.
+            extra.extend([
+                "--tls-cert",
+                cert.cert.to_str().unwrap(),
+                "--tls-key",
+                cert.key.to_str().unwrap(),
+            ]);
+        }
+        let srv = ArchServer::start_listening(arch, &["[::1]:0", "127.0.0.1:0"], &extra);
+        let line = srv.next_line(STARTUP_TIMEOUT).unwrap_or_default();
+        // The redirect listens on the first address's host.
+        assert_eq!(
+            line,
+            format!("Redirecting HTTP on [::1]:{redirect} to HTTPS")
+        );
+        for addr in &srv.addrs {
+            let port = addr.port();
+            let ip = match addr {
+                SocketAddr::V6(a) => format!("[{}]", a.ip()),
+                SocketAddr::V4(a) => a.ip().to_string(),
+            };
+            let to = format!("localhost:{port}:{ip}");
+            let url = format!("https://localhost:{port}/a.txt");
+            let mut cmd = Command::new("curl");
+            cmd.args(["-sS", "--max-time", "20", "--cacert"])
+                .arg(&cert.cert)
+                .args(["--resolve", &to, &url]);
+            let out = cmd.output().expect("run curl");
+            assert!(
+                out.status.success(),
+                "[{arch}] curl {url} via {addr}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout),
+                A_TXT,
+                "[{arch}] {addr}"
+            );
+        }
+        let mut c = Conn::plain(&format!("[::1]:{redirect}"), arch);
+        c.send(&req("GET", "/sub/x?y=1", &[]));
+        let r = c.response();
+        assert_eq!(r.status, 301, "[{arch}]");
+        let expect = format!("https://localhost:{}/sub/x?y=1", srv.port);
+        assert_eq!(r.header("location"), Some(expect.as_str()), "[{arch}]");
+    });
+}
