@@ -174,6 +174,11 @@ mod tests {
         let a = bind("127.0.0.1:0".parse().unwrap(), Listen::default()).unwrap();
         let taken = a.local_addr().unwrap();
         let free: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let two = bind_all(&[free, free], Listen::default()).unwrap();
+        assert!(
+            two.iter().all(defers_accept),
+            "every listener defers accept"
+        );
         let err = bind_all(&[free, taken], Listen::default()).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
         assert!(err
