@@ -124,10 +124,11 @@ pub fn serve<G: Send + 'static>(
             let sleep = tokio::time::sleep_until(deadline.into());
             tokio::pin!(sleep);
             // A new connection is closed by shutdown only, a kept-alive one also to make room.
-            let notice = if conn.served() == 0 {
-                &shared.stopping
-            } else {
+            let kept_alive = conn.served() > 0;
+            let notice = if kept_alive {
                 &shared.close_idle
+            } else {
+                &shared.stopping
             };
             let notified = notice.notified();
             tokio::pin!(notified);
@@ -140,6 +141,13 @@ pub fn serve<G: Send + 'static>(
                     return Poll::Ready(Ok(Wait::Stopping));
                 }
                 if let Poll::Ready(r) = stream.poll_read_ready(cx) {
+                    // A shedding notice this wait already took (`enable` takes a stored one)
+                    // is handed on, not dropped with it: the acceptor waits for a close, and
+                    // a lost notice held it (and the connection queued behind it) until the
+                    // idle timeout (75 s).
+                    if idle && kept_alive && notified.as_mut().poll(cx).is_ready() {
+                        notice.notify_one();
+                    }
                     return Poll::Ready(r.map(|()| Wait::Ready));
                 }
                 if sleep.as_mut().poll(cx).is_ready() {
