@@ -72,6 +72,8 @@ enum Read {
 /// Why the idle wait returned.
 enum Wait {
     Ready,
+    /// Readable, and the notice had come too: it is handed on (see `serve`).
+    ReadyNoticed,
     TimedOut,
     Stopping,
 }
@@ -124,11 +126,10 @@ pub fn serve<G: Send + 'static>(
             let sleep = tokio::time::sleep_until(deadline.into());
             tokio::pin!(sleep);
             // A new connection is closed by shutdown only, a kept-alive one also to make room.
-            let kept_alive = conn.served() > 0;
-            let notice = if kept_alive {
-                &shared.close_idle
-            } else {
+            let notice = if conn.served() == 0 {
                 &shared.stopping
+            } else {
+                &shared.close_idle
             };
             let notified = notice.notified();
             tokio::pin!(notified);
@@ -141,14 +142,13 @@ pub fn serve<G: Send + 'static>(
                     return Poll::Ready(Ok(Wait::Stopping));
                 }
                 if let Poll::Ready(r) = stream.poll_read_ready(cx) {
-                    // A shedding notice this wait already took (`enable` takes a stored one)
-                    // is handed on, not dropped with it: the acceptor waits for a close, and
-                    // a lost notice held it (and the connection queued behind it) until the
-                    // idle timeout (75 s).
-                    if idle && kept_alive && notified.as_mut().poll(cx).is_ready() {
-                        notice.notify_one();
-                    }
-                    return Poll::Ready(r.map(|()| Wait::Ready));
+                    let noticed = idle && notified.as_mut().poll(cx).is_ready();
+                    let ready = if noticed {
+                        Wait::ReadyNoticed
+                    } else {
+                        Wait::Ready
+                    };
+                    return Poll::Ready(r.map(|()| ready));
                 }
                 if sleep.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Ok(Wait::TimedOut));
@@ -161,6 +161,14 @@ pub fn serve<G: Send + 'static>(
             .await;
             match waited {
                 Ok(Wait::Ready) => read = Read::Ready,
+                // A shedding notice this wait already took (`enable` takes a stored one) is
+                // handed on, not dropped with it: the acceptor at the cap waits for a close,
+                // and a lost notice held it (and the connection queued behind it) until the
+                // idle timeout (75 s).
+                Ok(Wait::ReadyNoticed) => {
+                    notice.notify_one();
+                    read = Read::Ready;
+                }
                 Ok(Wait::TimedOut) => conn.on_timeout(),
                 // Woken to make room under the connection cap: close.
                 Ok(Wait::Stopping) if !Stop.closes_idle() => return,
