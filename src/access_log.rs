@@ -137,8 +137,10 @@ pub fn flush() {
 /// `127.0.0.1 - - [26/Nov/2026:05:39:34 +0000] "GET / HTTP/1.1" 200 532 "-" "curl/8.0"`
 pub fn format_line(out: &mut Vec<u8>, e: &Entry) {
     match e.peer {
+        // An IPv6 peer bare, as nginx writes it (`::1`); an IPv4 one that reached an IPv6
+        // socket (a systemd-made dual-stack one) as IPv4 (`127.0.0.1`, not `::ffff:127.0.0.1`).
         Some(ip) => {
-            let _ = write!(out, "{ip}");
+            let _ = write!(out, "{}", ip.to_canonical());
         }
         None => out.push(b'-'),
     }
@@ -215,6 +217,31 @@ mod tests {
             "127.0.0.1 - - [06/Nov/1994:08:49:37 +0000] \"GET /a?b=1 HTTP/1.1\" 200 532 \"-\" \
              \"curl/8.0 \\x22x\\x22\\x0A\"\n"
         );
+    }
+
+    #[test]
+    fn ipv6_peers_are_written_bare() {
+        for (peer, written) in [
+            ("::1", "::1 "),
+            ("2001:db8::7", "2001:db8::7 "),
+            ("::ffff:127.0.0.1", "127.0.0.1 "),
+        ] {
+            let mut out = Vec::new();
+            format_line(
+                &mut out,
+                &Entry {
+                    peer: Some(peer.parse().unwrap()),
+                    date: "Sun, 06 Nov 1994 08:49:37 GMT",
+                    request: None,
+                    status: 400,
+                    body_bytes: 0,
+                    referer: None,
+                    user_agent: None,
+                },
+            );
+            let line = String::from_utf8(out).unwrap();
+            assert!(line.starts_with(&format!("{written}- - [")), "{line}");
+        }
     }
 
     #[test]

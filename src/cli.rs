@@ -64,12 +64,19 @@ pub struct ServeArgs {
     /// Document root.
     #[arg(long, default_value = "www")]
     pub root: PathBuf,
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1")]
-    pub host: String,
-    /// Port to listen on (0 picks a free one; the first line printed gives it).
-    #[arg(long, default_value_t = 2000)]
-    pub port: u16,
+    /// Address to listen on [default: 127.0.0.1]. Not with --listen.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Port to listen on (0 picks a free one; the first line printed gives it) [default: 2000].
+    /// Not with --listen.
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Listen on ADDR:PORT, an IP address and a port (repeatable, IPv6 in brackets):
+    /// --listen 127.0.0.1:8080 --listen '[::1]:8080'. It replaces --host and --port, which
+    /// cannot be given with it. Every architecture accepts on all of them; the first line
+    /// printed names them all (port 0: each its own free port).
+    #[arg(long = "listen", value_name = "ADDR:PORT")]
+    pub listens: Vec<String>,
     /// Concurrency architecture.
     #[arg(long, default_value = arch::DEFAULT, value_parser = arch_parser())]
     pub arch: String,
@@ -163,8 +170,8 @@ pub struct ServeArgs {
     /// Serve HTTPS: the private key (PEM: PKCS#8, PKCS#1 or SEC1). Needs --tls-cert.
     #[arg(long, value_name = "PEM")]
     pub tls_key: Option<PathBuf>,
-    /// With HTTPS: also listen for plain HTTP on this port (same host) and answer every
-    /// request with a 301 to the same path on the HTTPS port.
+    /// With HTTPS: also listen for plain HTTP on this port (on the first listening address's
+    /// host) and answer every request with a 301 to the same path on the HTTPS port.
     #[arg(long, value_name = "PORT")]
     pub redirect_http: Option<u16>,
 }
@@ -182,7 +189,7 @@ impl ServeArgs {
     pub fn config(&self) -> Result<Config, String> {
         let arch =
             arch::find(&self.arch).ok_or_else(|| format!("unknown architecture {}", self.arch))?;
-        let addr = resolve(&self.host, self.port)?;
+        let addrs = self.addrs()?;
         if self.max_line as usize > self.max_head as usize {
             return Err("--max-line cannot exceed --max-head".into());
         }
@@ -220,13 +227,12 @@ impl ServeArgs {
         }
         let redirect_http = self
             .redirect_http
-            .map(|port| resolve(&self.host, port))
-            .transpose()?;
+            .map(|port| SocketAddr::new(addrs[0].ip(), port));
         Ok(Config {
             tls,
             redirect_http,
             root: self.root.clone(),
-            addr,
+            addrs,
             workers: self
                 .workers
                 .map(|w| w as usize)
@@ -262,6 +268,47 @@ impl ServeArgs {
                 cgi: self.cgi_options()?,
             },
         })
+    }
+
+    /// The addresses to listen on: every `--listen`, or the one of `--host` and `--port`.
+    fn addrs(&self) -> Result<Vec<SocketAddr>, String> {
+        if self.listens.is_empty() {
+            let host = self.host.as_deref().unwrap_or("127.0.0.1");
+            return Ok(vec![resolve(host, self.port.unwrap_or(2000))?]);
+        }
+        if self.host.is_some() || self.port.is_some() {
+            return Err("--listen replaces --host and --port; give one or the other".into());
+        }
+        let mut addrs: Vec<SocketAddr> = Vec::with_capacity(self.listens.len());
+        for text in &self.listens {
+            let addr = parse_listen(text)?;
+            if addrs.contains(&addr) {
+                return Err(format!("--listen {text} is given twice"));
+            }
+            addrs.push(addr);
+        }
+        Ok(addrs)
+    }
+}
+
+/// One `--listen` value: an IP address and a port, IPv6 in brackets (`[::1]:8080`).
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    const FORM: &str = "ADDR:PORT, e.g. 127.0.0.1:8080 or [::1]:8080";
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let bare = text.trim_start_matches('[').trim_end_matches(']');
+    if bare.parse::<std::net::IpAddr>().is_ok() {
+        return Err(format!("--listen {text}: no port ({FORM})"));
+    }
+    match text.rsplit_once(':') {
+        Some((_, port)) if port.parse::<u16>().is_err() => Err(format!(
+            "--listen {text}: `{port}` is not a port 0-65535 ({FORM})"
+        )),
+        Some((host, _)) => Err(format!(
+            "--listen {text}: `{host}` is not an IP address (a name is not resolved; {FORM})"
+        )),
+        None => Err(format!("--listen {text}: not {FORM}")),
     }
 }
 
@@ -316,10 +363,52 @@ mod tests {
     #[test]
     fn defaults_follow_the_seed() {
         let c = serve(&["--arch", "threads"]).unwrap();
-        assert_eq!(c.addr, "127.0.0.1:2000".parse().unwrap());
+        assert_eq!(c.addrs, ["127.0.0.1:2000".parse().unwrap()]);
         assert_eq!(c.root, PathBuf::from("www"));
         assert_eq!(c.workers, 5);
         assert_eq!(c.conn.rules.head, Limits::default());
+    }
+
+    #[test]
+    fn listen_is_repeatable_and_replaces_host_and_port() {
+        let c = serve(&["--listen", "127.0.0.1:8080", "--listen", "[::1]:8080"]).unwrap();
+        let want: Vec<SocketAddr> = vec![
+            "127.0.0.1:8080".parse().unwrap(),
+            "[::1]:8080".parse().unwrap(),
+        ];
+        assert_eq!(c.addrs, want);
+        let c = serve(&["--host", "::1", "--port", "0"]).unwrap();
+        assert_eq!(c.addrs, ["[::1]:0".parse().unwrap()]);
+    }
+
+    #[test]
+    fn bad_listen_values_say_what_is_wrong() {
+        for (args, why) in [
+            (&["--listen", "127.0.0.1"][..], "no port"),
+            (&["--listen", "::1"], "no port"),
+            (&["--listen", "[::1]"], "no port"),
+            (&["--listen", "127.0.0.1:http"], "`http` is not a port"),
+            (&["--listen", "[::1]:70000"], "`70000` is not a port"),
+            (
+                &["--listen", "localhost:80"],
+                "`localhost` is not an IP address",
+            ),
+            (&["--listen", "1.2.3.999:80"], "is not an IP address"),
+            (&["--listen", ""], "not ADDR:PORT"),
+            (
+                &["--listen", "[::1]:80", "--listen", "[::1]:80"],
+                "given twice",
+            ),
+            (&["--listen", "[::1]:80", "--port", "80"], "replaces --host"),
+            (
+                &["--host", "::1", "--listen", "[::1]:80"],
+                "replaces --host",
+            ),
+        ] {
+            let err = serve(args).expect_err(&format!("{args:?} accepted"));
+            assert!(err.contains(why), "{args:?}: {err}");
+            assert!(!err.contains('\n'), "{args:?}: {err}");
+        }
     }
 
     #[test]

@@ -31,7 +31,8 @@ impl Default for ConnLimits {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub root: PathBuf,
-    pub addr: SocketAddr,
+    /// The addresses to listen on, at least one, no two alike (`--listen`, or `--host`/`--port`).
+    pub addrs: Vec<SocketAddr>,
     pub workers: usize,
     pub conn: ConnLimits,
     /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
@@ -42,6 +43,7 @@ pub struct Config {
     pub site: crate::site::SiteOptions,
     /// HTTPS on the listening port (`--tls-cert`, `--tls-key`); plain HTTP when None.
     pub tls: Option<crate::tls::Tls>,
-    /// A plain-HTTP port that answers every request with a 301 to the HTTPS port.
+    /// A plain-HTTP port (on the first address's host) that answers every request with a 301
+    /// to the HTTPS port.
     pub redirect_http: Option<SocketAddr>,
 }

@@ -2,7 +2,8 @@
 //! arguments placed before the real ones, so flags given on the command line override it.
 //!
 //! Every `serve` flag is a key, spelled as the flag without its dashes (`port = 8080`,
-//! `idle-timeout = 30`, `dir-listing = true`, `header = ["*.css: Cache-Control: no-cache"]`):
+//! `idle-timeout = 30`, `dir-listing = true`, `header = ["*.css: Cache-Control: no-cache"]`,
+//! `listen = ["127.0.0.1:8080", "[::1]:8080"]`):
 //! the keys come from the clap definitions, so a new flag is a new key with nothing to add here.
 //! A switch takes `true` (`false` leaves it off); a repeatable flag takes an array. Paths are
 //! relative to the working directory, as on the command line. Each value is checked by the
@@ -166,6 +167,14 @@ header = ["*.css: Cache-Control: no-cache", "/a/**: X-A: 1"]
                 "--root",
                 "site",
             ]
+        );
+    }
+
+    #[test]
+    fn listen_takes_an_array_of_addresses() {
+        assert_eq!(
+            args("listen = [\"127.0.0.1:8080\", \"[::1]:8080\"]"),
+            ["--listen", "127.0.0.1:8080", "--listen", "[::1]:8080"]
         );
     }
 

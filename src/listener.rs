@@ -1,5 +1,6 @@
-//! The listening socket, bound once before any worker exists (the seed's shape: SO_REUSEADDR,
-//! then shared by every worker), optionally with SO_REUSEPORT for one socket per worker.
+//! The listening sockets, bound once before any worker exists (the seed's shape: SO_REUSEADDR,
+//! then shared by every worker), optionally with SO_REUSEPORT for one socket per worker; one
+//! or more addresses (`--listen`), IPv4 and IPv6.
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 
@@ -51,6 +52,11 @@ const DEFER_ACCEPT_SECS: libc::c_int = 1;
 pub fn bind(addr: SocketAddr, opts: Listen) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        // IPv6 only, as nginx's `listen [::]:80` (ipv6only=on): `[::]:80` then coexists with
+        // `0.0.0.0:80`, and an IPv6 socket never reports IPv4 peers as `::ffff:a.b.c.d`.
+        socket.set_only_v6(true)?;
+    }
     socket.set_nodelay(true)?;
     if opts.reuseport {
         socket.set_reuse_port(true)?;
@@ -62,6 +68,45 @@ pub fn bind(addr: SocketAddr, opts: Listen) -> io::Result<TcpListener> {
     socket.bind(&addr.into())?;
     socket.listen(opts.backlog)?;
     Ok(socket.into())
+}
+
+/// Binds every address in `addrs`, in order; the error names the address that failed.
+pub fn bind_all(addrs: &[SocketAddr], opts: Listen) -> io::Result<Vec<TcpListener>> {
+    addrs
+        .iter()
+        .map(|&addr| {
+            bind(addr, opts)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
+        })
+        .collect()
+}
+
+/// The listeners' addresses, each once, comma-separated (`127.0.0.1:8080, [::1]:8080`): the
+/// form of the `Server listening on` and worker lines.
+pub fn describe(listeners: &[TcpListener]) -> io::Result<String> {
+    let mut addrs: Vec<String> = Vec::with_capacity(listeners.len());
+    for l in listeners {
+        let addr = l.local_addr()?.to_string();
+        if !addrs.contains(&addr) {
+            addrs.push(addr);
+        }
+    }
+    Ok(addrs.join(", "))
+}
+
+/// The sockets grouped by the address they listen on, in order of first appearance: one group
+/// per address, several sockets in a group when they form an SO_REUSEPORT group (handed over
+/// by the server this one replaced, or by systemd).
+pub fn group_by_addr(listeners: Vec<TcpListener>) -> io::Result<Vec<Vec<TcpListener>>> {
+    let mut groups: Vec<(SocketAddr, Vec<TcpListener>)> = Vec::new();
+    for l in listeners {
+        let addr = l.local_addr()?;
+        match groups.iter_mut().find(|(a, _)| *a == addr) {
+            Some((_, group)) => group.push(l),
+            None => groups.push((addr, vec![l])),
+        }
+    }
+    Ok(groups.into_iter().map(|(_, g)| g).collect())
 }
 
 /// setsockopt(TCP_DEFER_ACCEPT), which neither std nor socket2 offers.
@@ -106,6 +151,53 @@ mod tests {
         client.write_all(b"x").unwrap();
         let (accepted, _) = l.accept().unwrap();
         assert!(accepted.nodelay().unwrap());
+    }
+
+    #[test]
+    fn ipv6_listeners_are_v6_only_beside_ipv4_on_the_same_port() {
+        let Ok(v6) = bind("[::1]:0".parse().unwrap(), Listen::default()) else {
+            eprintln!("skipped: no IPv6 loopback here");
+            return;
+        };
+        assert!(socket2::SockRef::from(&v6).only_v6().unwrap());
+        let port = v6.local_addr().unwrap().port();
+        let v4 = bind(SocketAddr::from(([127, 0, 0, 1], port)), Listen::default()).unwrap();
+        let both = [v4, v6];
+        assert_eq!(
+            describe(&both).unwrap(),
+            format!("127.0.0.1:{port}, [::1]:{port}")
+        );
+    }
+
+    #[test]
+    fn bind_all_names_the_address_that_failed_and_groups_follow_addresses() {
+        let a = bind("127.0.0.1:0".parse().unwrap(), Listen::default()).unwrap();
+        let taken = a.local_addr().unwrap();
+        let free: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let two = bind_all(&[free, free], Listen::default()).unwrap();
+        assert!(
+            two.iter().all(defers_accept),
+            "every listener defers accept"
+        );
+        let err = bind_all(&[free, taken], Listen::default()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        assert!(err
+            .to_string()
+            .starts_with(&format!("cannot listen on {taken}: ")));
+
+        let opts = Listen {
+            reuseport: true,
+            ..Listen::default()
+        };
+        let x = bind("127.0.0.1:0".parse().unwrap(), opts).unwrap();
+        let x_addr = x.local_addr().unwrap();
+        let x2 = bind(x_addr, opts).unwrap();
+        let all = vec![x, a, x2];
+        assert_eq!(describe(&all).unwrap(), format!("{x_addr}, {taken}"));
+        let groups = group_by_addr(all).unwrap();
+        let sizes: Vec<_> = groups.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [2, 1]);
+        assert_eq!(groups[0][1].local_addr().unwrap(), x_addr);
     }
 
     /// Whether `listener` has TCP_DEFER_ACCEPT set.

@@ -56,19 +56,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         archserve::access_log::open(path)
             .with_context(|| format!("access log {}", path.display()))?;
     }
-    let (listener, inherited) = match inherited {
-        Some(mut sockets) => {
-            let first = sockets.remove(0);
-            (first, sockets)
-        }
-        None => {
-            let listener = archserve::listener::bind(config.addr, config.listen)
-                .with_context(|| format!("cannot listen on {}", config.addr))?;
-            (listener, Vec::new())
-        }
+    let listeners = match inherited {
+        Some(sockets) => sockets,
+        None => archserve::listener::bind_all(&config.addrs, config.listen)?,
     };
-    let local = listener.local_addr()?;
-    arch::say(format_args!("Server listening on {local}"));
+    arch::say(format_args!(
+        "Server listening on {}",
+        archserve::listener::describe(&listeners)?
+    ));
     let redirect = match config.redirect_http {
         Some(addr) => {
             let plain = archserve::listener::bind(addr, archserve::listener::Listen::default())
@@ -80,7 +75,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             let rules = config.conn.rules;
             Some(archserve::redirect::spawn(
                 plain,
-                local.port(),
+                listeners[0].local_addr()?.port(),
                 rules.head,
                 rules.header_timeout,
             )?)
@@ -97,8 +92,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // (the kernel queues connections on the shared socket until the workers take them).
     archserve::upgrade::notify_ready();
     let result = (arch.run)(Server {
-        listener,
-        inherited,
+        listeners,
         config,
         site,
         signals,

@@ -18,7 +18,7 @@ pub const ARCH: Arch = Arch {
 
 fn run(server: Server) -> io::Result<()> {
     let Server {
-        listener,
+        listeners,
         config,
         site,
         signals,
@@ -27,6 +27,6 @@ fn run(server: Server) -> io::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    super::announce_worker(listener.local_addr()?);
-    serve_evented(&runtime, listener, &config, site, signals, Role::Server)
+    super::announce_worker(&crate::listener::describe(&listeners)?);
+    serve_evented(&runtime, listeners, &config, site, signals, Role::Server)
 }

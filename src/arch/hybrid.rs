@@ -28,15 +28,15 @@ fn run(server: Server) -> io::Result<()> {
 
 /// The body of one forked worker: a current-thread runtime created after the fork (a runtime
 /// must never cross a fork), serving until SIGTERM.
-fn worker(listener: TcpListener, config: &Config, site: &Site, signals: Signals) -> i32 {
+fn worker(listeners: Vec<TcpListener>, config: &Config, site: &Site, signals: Signals) -> i32 {
     let result = (|| -> io::Result<()> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        super::announce_worker(listener.local_addr()?);
+        super::announce_worker(&crate::listener::describe(&listeners)?);
         serve_evented(
             &runtime,
-            listener,
+            listeners,
             config,
             site.try_clone()?,
             signals,

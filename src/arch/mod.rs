@@ -19,14 +19,15 @@ pub use crate::conn::accept::Role;
 use crate::shutdown::Signals;
 use crate::site::Site;
 
-/// What an architecture is handed: a bound listener, the validated config, the site, and the
+/// What an architecture is handed: the bound listeners, the validated config, the site, and the
 /// (already blocked) termination signals it must handle.
 #[derive(Debug)]
 pub struct Server {
-    pub listener: TcpListener,
-    /// More sockets of the listener's SO_REUSEPORT group, handed over by the server this one
-    /// replaced (`--reuseport`; see `upgrade`). Empty otherwise.
-    pub inherited: Vec<TcpListener>,
+    /// One socket per address (`--listen`), at least one; more than one for an address when
+    /// they are an SO_REUSEPORT group handed over by the server this one replaced
+    /// (`--reuseport`; see `upgrade`), or by systemd. Accepting from all of them is the
+    /// architecture's work.
+    pub listeners: Vec<TcpListener>,
     pub config: Config,
     pub site: Site,
     pub signals: Signals,
@@ -112,10 +113,11 @@ pub fn unavailable(name: &str) -> Option<String> {
     }
 }
 
-/// The seed-style line each worker prints when it starts.
-pub fn announce_worker(addr: std::net::SocketAddr) {
+/// The seed-style line each worker prints when it starts, naming the addresses it accepts on
+/// (`listener::describe`).
+pub fn announce_worker(addrs: &str) {
     say(format_args!(
-        "Starting connection worker for {addr}, pid: {}, tid: {}",
+        "Starting connection worker for {addrs}, pid: {}, tid: {}",
         std::process::id(),
         nix::unistd::gettid()
     ));
@@ -130,11 +132,11 @@ pub fn say(line: std::fmt::Arguments) {
     let _ = out.flush();
 }
 
-/// Serves `listener` with the evented connection loop on `runtime` until SIGINT/SIGTERM (what
+/// Serves `listeners` with the evented connection loop on `runtime` until SIGINT/SIGTERM (what
 /// `async`, `work-stealing` and each `hybrid` worker run once their runtime is built).
 pub fn serve_evented(
     runtime: &tokio::runtime::Runtime,
-    listener: std::net::TcpListener,
+    listeners: Vec<TcpListener>,
     config: &Config,
     site: Site,
     signals: Signals,
@@ -143,7 +145,7 @@ pub fn serve_evented(
     use crate::conn::accept::{evented_loop, Shared};
     let shared = std::sync::Arc::new(Shared::new(site, config.conn, config.tls.clone()));
     runtime.block_on(evented_loop(
-        listener,
+        listeners,
         config.listen.defer_accept,
         shared,
         signals,

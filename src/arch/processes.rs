@@ -26,16 +26,16 @@ fn run(server: Server) -> io::Result<()> {
 }
 
 /// The body of one forked worker; returns its exit code.
-fn worker(listener: TcpListener, config: &Config, site: &Site, signals: Signals) -> i32 {
+fn worker(listeners: Vec<TcpListener>, config: &Config, site: &Site, signals: Signals) -> i32 {
     if let Err(e) = signals.stop_on_signal() {
         tracing::error!("worker signals: {e}");
         return 1;
     }
-    super::announce_worker(match listener.local_addr() {
-        Ok(a) => a,
+    match crate::listener::describe(&listeners) {
+        Ok(addrs) => super::announce_worker(&addrs),
         Err(_) => return 1,
-    });
-    accept::blocking_loop(&listener, site, &config.conn, config.tls.as_ref());
+    }
+    accept::blocking_loop(&listeners, site, &config.conn, config.tls.as_ref());
     crate::access_log::flush();
     0
 }

@@ -19,8 +19,8 @@ use crate::config::Config;
 use crate::shutdown::Signals;
 use crate::site::Site;
 
-/// The body of a worker process: gets its listener, returns its exit code.
-pub type WorkerFn = fn(TcpListener, &Config, &Site, Signals) -> i32;
+/// The body of a worker process: gets its listeners (one per address), returns its exit code.
+pub type WorkerFn = fn(Vec<TcpListener>, &Config, &Site, Signals) -> i32;
 
 /// A worker that dies sooner than this after starting is replaced only after [`RESPAWN_DELAY`],
 /// so a worker that crashes at start-up does not turn the master into a fork loop.
@@ -39,8 +39,7 @@ struct Slot {
 /// SIGINT/SIGTERM, then stops them within the grace period.
 pub fn run(server: Server, worker: WorkerFn) -> io::Result<()> {
     let Server {
-        listener,
-        inherited,
+        listeners,
         config,
         site,
         signals,
@@ -52,21 +51,22 @@ pub fn run(server: Server, worker: WorkerFn) -> io::Result<()> {
     nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&waited), None)
         .map_err(io::Error::from)?;
 
-    // Shared listener: every worker accepts on the one socket. --reuseport: a socket per slot in
-    // one SO_REUSEPORT group, bound now; a replacement worker takes over its slot's socket, so
-    // connections queued there while the slot was empty are served, not lost.
-    // (After an upgrade, the group's sockets are the ones handed over, so nothing queued in
-    // them is lost.)
-    let mut listeners = vec![listener];
-    listeners.extend(inherited);
+    // Shared listeners: every worker accepts on the one socket of each address. --reuseport: a
+    // socket per slot and address, each address's in one SO_REUSEPORT group, bound now; a
+    // replacement worker takes over its slot's sockets, so connections queued there while the
+    // slot was empty are served, not lost. (After an upgrade, the groups' sockets are the ones
+    // handed over, so nothing queued in them is lost.)
+    let mut groups = crate::listener::group_by_addr(listeners)?;
     if config.listen.reuseport {
-        let addr = listeners[0].local_addr()?;
-        while listeners.len() < config.workers {
-            listeners.push(crate::listener::bind(addr, config.listen)?);
+        for group in &mut groups {
+            let addr = group[0].local_addr()?;
+            while group.len() < config.workers {
+                group.push(crate::listener::bind(addr, config.listen)?);
+            }
         }
     }
     let master = Master {
-        listeners,
+        groups,
         config: &config,
         site: &site,
         worker,
@@ -93,7 +93,12 @@ pub fn run(server: Server, worker: WorkerFn) -> io::Result<()> {
         match wait_signal(&waited, TICK) {
             Some(Signal::SIGCHLD) | None => {}
             Some(Signal::SIGUSR2) => {
-                let fds: Vec<_> = master.listeners.iter().map(|l| l.as_raw_fd()).collect();
+                let fds: Vec<_> = master
+                    .groups
+                    .iter()
+                    .flatten()
+                    .map(|l| l.as_raw_fd())
+                    .collect();
                 if crate::upgrade::replace_self(&fds) {
                     break Signal::SIGUSR2;
                 }
@@ -138,8 +143,8 @@ fn stop_workers(slots: &mut [Slot], signal: Signal, grace: Duration, waited: &Si
 }
 
 struct Master<'a> {
-    /// One shared listener, or one per slot with --reuseport.
-    listeners: Vec<TcpListener>,
+    /// Per address: one shared listener, or one per slot with --reuseport.
+    groups: Vec<Vec<TcpListener>>,
     config: &'a Config,
     site: &'a Site,
     worker: WorkerFn,
@@ -147,7 +152,11 @@ struct Master<'a> {
 
 impl Master<'_> {
     fn spawn(&self, slot: usize) -> io::Result<Pid> {
-        let listener = self.listeners[slot % self.listeners.len()].try_clone()?;
+        let listeners = self
+            .groups
+            .iter()
+            .map(|group| group[slot % group.len()].try_clone())
+            .collect::<io::Result<Vec<_>>>()?;
         let master = nix::unistd::getpid();
         // SAFETY: the master is single-threaded (no thread or runtime was ever started in it),
         // so the child starts in a consistent state.
@@ -164,7 +173,7 @@ impl Master<'_> {
                     Ok(s) => s,
                     Err(_) => std::process::exit(1),
                 };
-                let code = (self.worker)(listener, self.config, self.site, signals);
+                let code = (self.worker)(listeners, self.config, self.site, signals);
                 std::process::exit(code);
             }
         }

@@ -4,6 +4,8 @@
 //! The kernel hands each new connection to one of the threads blocked in accept() (the wait queue
 //! is exclusive: no thundering herd). A busy thread serves no one else, so N bounds both the
 //! parallelism and the number of clients served at once; the others wait in the backlog.
+//! With several listeners (`--listen` twice), each thread waits in poll() on all of them instead
+//! (see `accept::blocking_loop`).
 use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -26,25 +28,26 @@ pub const ARCH: Arch = Arch {
 
 fn run(server: Server) -> io::Result<()> {
     let Server {
-        listener,
+        listeners,
         config,
         site,
         signals,
         ..
     } = server;
-    let addr = listener.local_addr()?;
-    let shared = Arc::new((listener, site, config));
+    let addrs = crate::listener::describe(&listeners)?;
+    let shared = Arc::new((listeners, site, config));
     let stop = Stop;
 
     let mut workers = Vec::with_capacity(shared.2.workers);
     for i in 0..shared.2.workers {
         let shared = Arc::clone(&shared);
+        let addrs = addrs.clone();
         let handle = std::thread::Builder::new()
             .name(format!("worker-{i}"))
             .spawn(move || {
-                announce_worker(addr);
-                let (listener, site, config) = &*shared;
-                accept::blocking_loop(listener, site, &config.conn, config.tls.as_ref());
+                announce_worker(&addrs);
+                let (listeners, site, config) = &*shared;
+                accept::blocking_loop(listeners, site, &config.conn, config.tls.as_ref());
             })?;
         workers.push(handle);
     }
@@ -56,7 +59,8 @@ fn run(server: Server) -> io::Result<()> {
             stop.trigger();
             break;
         }
-        if crate::upgrade::replace_self(&[shared.0.as_raw_fd()]) {
+        let fds: Vec<_> = shared.0.iter().map(|l| l.as_raw_fd()).collect();
+        if crate::upgrade::replace_self(&fds) {
             stop.drain();
             break;
         }

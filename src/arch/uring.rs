@@ -37,12 +37,12 @@ fn run(server: Server) -> io::Result<()> {
 
 /// The body of one forked worker: its ring is created after the fork (a ring must not be
 /// shared between processes).
-fn worker(listener: TcpListener, config: &Config, site: &Site, signals: Signals) -> i32 {
+fn worker(listeners: Vec<TcpListener>, config: &Config, site: &Site, signals: Signals) -> i32 {
     let result = (|| -> io::Result<()> {
-        super::announce_worker(listener.local_addr()?);
+        super::announce_worker(&crate::listener::describe(&listeners)?);
         let site = site.try_clone()?;
         let tls = config.tls.as_ref().map(|t| std::sync::Arc::clone(&t.0));
-        Worker::new(listener, site, config.conn, config.grace, &signals, tls)?.run()
+        Worker::new(listeners, site, config.conn, config.grace, &signals, tls)?.run()
     })();
     match result {
         Ok(()) => 0,

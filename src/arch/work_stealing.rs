@@ -19,18 +19,18 @@ pub const ARCH: Arch = Arch {
 
 fn run(server: Server) -> io::Result<()> {
     let Server {
-        listener,
+        listeners,
         config,
         site,
         signals,
         ..
     } = server;
-    let addr = listener.local_addr()?;
+    let addrs = crate::listener::describe(&listeners)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.workers)
         .thread_name("worker")
-        .on_thread_start(move || super::announce_worker(addr))
+        .on_thread_start(move || super::announce_worker(&addrs))
         .enable_all()
         .build()?;
-    serve_evented(&runtime, listener, &config, site, signals, Role::Server)
+    serve_evented(&runtime, listeners, &config, site, signals, Role::Server)
 }

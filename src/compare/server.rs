@@ -252,8 +252,10 @@ impl Running {
                 Ok(Ok(line)) => line,
                 _ => bail!("did not print its address{}", running.log_tail()),
             };
+            // `Server listening on ADDR[, ADDR...]`: the load goes to the first.
             running.addr = line
                 .strip_prefix("Server listening on ")
+                .and_then(|a| a.split(", ").next())
                 .and_then(|a| a.trim().parse().ok())
                 .ok_or_else(|| anyhow!("unexpected first line {line:?}{}", running.log_tail()))?;
         }

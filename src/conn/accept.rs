@@ -61,17 +61,43 @@ const ACCEPT_POLL: Duration = Duration::from_millis(200);
 /// A blocking worker's loop (a `threads` thread, a `processes` worker): accept a connection,
 /// serve it to its end, until shutdown. A blocking worker holds one connection at a time, so
 /// the worker count is the connection cap: the others wait in the backlog.
+///
+/// One listener: the worker blocks in accept(), and the kernel wakes one waiting worker per
+/// connection. Several (`--listen` twice): a blocking accept() waits on one socket only, so
+/// the worker waits in poll() on all of them and then accepts without blocking from those
+/// ready (Apache's prefork does the same). Every idle worker wakes for a connection and all but
+/// one find nothing (EAGAIN): at the 5 workers of the default, 4 extra wake-ups per connection.
 pub fn blocking_loop(
-    listener: &TcpListener,
+    listeners: &[TcpListener],
     site: &Site,
     limits: &ConnLimits,
     tls: Option<&crate::tls::Tls>,
 ) {
-    if let Err(e) = socket2::SockRef::from(listener).set_read_timeout(Some(ACCEPT_POLL)) {
-        tracing::warn!("listener SO_RCVTIMEO: {e}; shutdown waits for a connection");
+    let polled = listeners.len() > 1;
+    for listener in listeners {
+        let sock = socket2::SockRef::from(listener);
+        let set = if polled {
+            // The file description is shared by this server's workers only, all polling.
+            sock.set_nonblocking(true)
+        } else {
+            sock.set_read_timeout(Some(ACCEPT_POLL))
+        };
+        if let Err(e) = set {
+            tracing::warn!("listener setup: {e}; shutdown waits for a connection");
+        }
     }
+    let mut next = 0;
     while !Stop.is_set() {
-        match accept4(listener, 0) {
+        let ready = if polled {
+            match poll_readable(listeners, &mut next) {
+                Ok(Some(i)) => accept4(&listeners[i], 0),
+                Ok(None) => continue,
+                Err(e) => Err(e),
+            }
+        } else {
+            accept4(&listeners[0], 0)
+        };
+        match ready {
             Ok(stream) => super::blocking::serve(stream, site, &limits.rules, Stop, tls),
             Err(_) if Stop.is_set() => break,
             Err(e)
@@ -82,6 +108,33 @@ pub fn blocking_loop(
             Err(e) => std::thread::sleep(backoff(&e)),
         }
     }
+}
+
+/// Waits up to [`ACCEPT_POLL`] for one of `listeners` to have a connection; the index of one
+/// that has, taking them in turn from `*next` so a busy one cannot starve the others.
+fn poll_readable(listeners: &[TcpListener], next: &mut usize) -> io::Result<Option<usize>> {
+    let mut fds: Vec<libc::pollfd> = listeners
+        .iter()
+        .map(|l| libc::pollfd {
+            fd: l.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let millis = ACCEPT_POLL.as_millis() as libc::c_int;
+    // SAFETY: a valid array of pollfd of the length passed.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, millis) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let count = fds.len();
+    let found = (0..count)
+        .map(|k| (*next + k) % count)
+        .find(|&i| fds[i].revents != 0);
+    if let Some(i) = found {
+        *next = (i + 1) % count;
+    }
+    Ok(found)
 }
 
 /// What every connection task of one event loop (or runtime) shares.
@@ -151,11 +204,71 @@ pub const SHED_BATCH: usize = 32;
 /// connection); waiting for epoll to report the request (an edge-triggered registration reports
 /// data that is already there at once), as nginx does: 1.00. (With deferred accept, the default,
 /// the request is there already and `evented::serve` reads it at once, see its `read_at_once`.)
-async fn accept(listener: &AsyncFd<TcpListener>) -> io::Result<tokio::net::TcpStream> {
-    let stream = listener
-        .async_io(Interest::READABLE, |l| accept4(l, libc::SOCK_NONBLOCK))
-        .await?;
+async fn accept(listeners: &Listeners) -> io::Result<tokio::net::TcpStream> {
+    let stream = std::future::poll_fn(|cx| listeners.poll_accept(cx)).await?;
     tokio::net::TcpStream::from_std(stream)
+}
+
+/// An event loop's listening sockets (one per `--listen` address), registered with its reactor,
+/// and which one to look at first next time: each accept starts at the socket after the one
+/// that last gave a connection, so a busy address cannot starve the others.
+struct Listeners {
+    sockets: Vec<AsyncFd<TcpListener>>,
+    next: std::cell::Cell<usize>,
+}
+
+impl Listeners {
+    fn register(listeners: Vec<TcpListener>) -> io::Result<Listeners> {
+        let sockets = listeners
+            .into_iter()
+            .map(|l| {
+                l.set_nonblocking(true)?;
+                // SAFETY: the AsyncFd owns the listener, which nothing closes or replaces while
+                // registered.
+                Ok(unsafe { AsyncFd::register_with_interest(l, Interest::READABLE)? })
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(Listeners {
+            sockets,
+            next: std::cell::Cell::new(0),
+        })
+    }
+
+    /// Accepts from the first socket, in turn, that has a connection; Pending (each socket's
+    /// readiness registered for a wake-up) when none has.
+    fn poll_accept(
+        &self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<std::net::TcpStream>> {
+        use std::task::Poll;
+        let count = self.sockets.len();
+        for k in 0..count {
+            let i = (self.next.get() + k) % count;
+            loop {
+                let mut guard = match self.sockets[i].poll_read_ready(cx) {
+                    Poll::Ready(Ok(guard)) => guard,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => break,
+                };
+                match guard.try_io(|l| accept4(l.get_ref(), libc::SOCK_NONBLOCK)) {
+                    Ok(result) => {
+                        self.next.set((i + 1) % count);
+                        return Poll::Ready(result);
+                    }
+                    // Not ready after all: readiness cleared, polled again (registers the waker).
+                    Err(_would_block) => continue,
+                }
+            }
+        }
+        Poll::Pending
+    }
+
+    fn fds(&self) -> Vec<std::os::fd::RawFd> {
+        self.sockets
+            .iter()
+            .map(|s| s.get_ref().as_raw_fd())
+            .collect()
+    }
 }
 
 /// At the connection cap: asks some idle connections to close, and waits until one has.
@@ -236,53 +349,51 @@ pub enum Role {
 /// sooner, so finds it empty more often), which a [`Role::Server`] loop, alone on its
 /// listener, does not pay: it accepts until the queue is empty.
 pub async fn evented_loop(
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     deferred: bool,
     shared: Arc<Shared>,
     signals: crate::shutdown::Signals,
     grace: Duration,
     role: Role,
 ) -> io::Result<()> {
-    listener.set_nonblocking(true)?;
-    // SAFETY: the AsyncFd owns the listener, which nothing closes or replaces while registered.
-    let listener = unsafe { AsyncFd::register_with_interest(listener, Interest::READABLE)? };
+    let listeners = Listeners::register(listeners)?;
     // Register tokio's handlers, and only then let the signals through.
     let mut sig = Signals::new()?;
     signals.unblock()?;
     let drain_only = loop {
         let asked = match make_room(&shared, &mut sig).await {
             Some(asked) => Some(asked),
-            None => accept_one(&listener, &shared, deferred, role, &mut sig).await,
+            None => accept_one(&listeners, &shared, deferred, role, &mut sig).await,
         };
         match (asked, role) {
             (None, _) => {}
             (Some(Asked::Stop), _) => break false,
             (Some(Asked::Upgrade), Role::Worker) => break true,
             (Some(Asked::Upgrade), Role::Server) => {
-                let fd = std::os::fd::AsRawFd::as_raw_fd(listener.get_ref());
+                let fds = listeners.fds();
                 let replaced =
-                    tokio::task::spawn_blocking(move || crate::upgrade::replace_self(&[fd]));
+                    tokio::task::spawn_blocking(move || crate::upgrade::replace_self(&fds));
                 if replaced.await.unwrap_or(false) {
                     break true;
                 }
             }
         }
     };
-    drop(listener);
+    drop(listeners);
     drain(&shared, grace, drain_only).await;
     Ok(())
 }
 
 /// Accepts one connection and spawns its task, unless a signal comes first.
 async fn accept_one(
-    listener: &AsyncFd<TcpListener>,
+    listeners: &Listeners,
     shared: &Arc<Shared>,
     deferred: bool,
     role: Role,
     sig: &mut Signals,
 ) -> Option<Asked> {
     tokio::select! {
-        r = accept(listener) => match r {
+        r = accept(listeners) => match r {
             Ok(stream) => {
                 // Counted now, not when the task first runs, so the cap check sees it.
                 let guard = Active::new(shared);

@@ -75,6 +75,8 @@ enum Read {
 /// Why the idle wait returned.
 enum Wait {
     Ready,
+    /// Readable, and the notice had come too: it is handed on (see `serve`).
+    ReadyNoticed,
     TimedOut,
     Stopping,
 }
@@ -143,7 +145,13 @@ pub fn serve<G: Send + 'static>(
                     return Poll::Ready(Ok(Wait::Stopping));
                 }
                 if let Poll::Ready(r) = stream.poll_read_ready(cx) {
-                    return Poll::Ready(r.map(|()| Wait::Ready));
+                    let noticed = idle && notified.as_mut().poll(cx).is_ready();
+                    let ready = if noticed {
+                        Wait::ReadyNoticed
+                    } else {
+                        Wait::Ready
+                    };
+                    return Poll::Ready(r.map(|()| ready));
                 }
                 if sleep.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Ok(Wait::TimedOut));
@@ -156,6 +164,14 @@ pub fn serve<G: Send + 'static>(
             .await;
             match waited {
                 Ok(Wait::Ready) => read = Read::Ready,
+                // A shedding notice this wait already took (`enable` takes a stored one) is
+                // handed on, not dropped with it: the acceptor at the cap waits for a close,
+                // and a lost notice held it (and the connection queued behind it) until the
+                // idle timeout (75 s).
+                Ok(Wait::ReadyNoticed) => {
+                    notice.notify_one();
+                    read = Read::Ready;
+                }
                 Ok(Wait::TimedOut) => conn.on_timeout(),
                 // Woken to make room under the connection cap: close.
                 Ok(Wait::Stopping) if !Stop.closes_idle() => return,

@@ -5,7 +5,7 @@
 
 use std::ffi::OsStr;
 use std::io::{self, Read};
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::ops::Deref;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -304,17 +304,21 @@ impl Drop for Process {
 // Servers
 // ---------------------------------------------------------------------------------------------
 
-/// The port in `Server listening on 127.0.0.1:PORT`, the first line a server prints.
-fn listening_port(line: &str) -> Option<u16> {
-    line.strip_prefix("Server listening on 127.0.0.1:")?
-        .trim()
-        .parse()
-        .ok()
+/// The addresses in `Server listening on 127.0.0.1:PORT[, [::1]:PORT...]`, the first line a
+/// server prints.
+pub fn listening_addrs(line: &str) -> Option<Vec<SocketAddr>> {
+    line.strip_prefix("Server listening on ")?
+        .split(", ")
+        .map(|a| a.trim().parse().ok())
+        .collect()
 }
 
-/// A running `archserve serve` whose address is known; a [`Process`] otherwise.
+/// A running `archserve serve` whose addresses are known; a [`Process`] otherwise.
 pub struct Server {
     process: Process,
+    /// Every address it listens on, as its first line names them.
+    pub addrs: Vec<SocketAddr>,
+    /// The first address's port.
     pub port: u16,
     /// The `Server listening on` line.
     pub first_line: String,
@@ -363,27 +367,31 @@ impl Server {
                 )
             }
         };
-        let port = listening_port(&first).unwrap_or_else(|| {
-            panic!("first stdout line is not `Server listening on 127.0.0.1:PORT`: {first:?} (args {shown})")
-        });
-        assert_ne!(
-            port, 0,
-            "server printed port 0 instead of the real port (args {shown})"
+        let addrs = listening_addrs(&first)
+            .filter(|a| !a.is_empty())
+            .unwrap_or_else(|| {
+                panic!("first stdout line is not `Server listening on ADDR:PORT[, ADDR:PORT...]`: {first:?} (args {shown})")
+            });
+        assert!(
+            addrs.iter().all(|a| a.port() != 0),
+            "server printed port 0 instead of the real port: {first:?} (args {shown})"
         );
         Server {
             process,
-            port,
+            port: addrs[0].port(),
+            addrs,
             first_line: first,
             _root: None,
         }
     }
 
+    /// The first address (`127.0.0.1:PORT`, `[::1]:PORT`).
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        self.addrs[0].to_string()
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{}", self.port, path)
+        format!("http://{}{}", self.addrs[0], path)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The `uring` worker's loop: one ring per worker, one `io_uring_enter` per turn that submits
 //! the turn's operations and waits for completions (or the earliest deadline), then every
-//! completion handed to its connection. Also the worker-wide parts: the multishot accept, the
+//! completion handed to its connection. Also the worker-wide parts: the multishot accepts (one
+//! per listening address), the
 //! connection cap and its shedding of idle connections (the accept layer's rules and back-off,
 //! `conn::accept`), the termination signals read through the ring, and the graceful drain.
 use std::io;
@@ -34,6 +35,20 @@ enum Accept {
     Stopped,
 }
 
+/// One listening socket of a worker and its accept operation (the operation's token carries
+/// the socket's index in place of a connection slot).
+struct Acceptor {
+    listener: TcpListener,
+    state: Accept,
+    /// An accept operation is in the kernel (its last completion, without MORE, has not come):
+    /// the worker does not exit before it has (see [`Worker::accept_ended`]).
+    live: bool,
+    /// Sweeps of the accept queue made since shutdown began (see [`Worker::accept_ended`]).
+    sweeps: u8,
+    /// With the access log on, the peer address the single-shot accept fills in.
+    peer: Box<(libc::sockaddr_storage, libc::socklen_t)>,
+}
+
 /// One worker: its ring, its connections, and what they share.
 pub struct Worker {
     // Declared first, so dropped first: closing the ring ends every operation before the
@@ -50,16 +65,9 @@ pub struct Worker {
     pub(super) pipes: Vec<Pipe>,
     /// Connections taking their last look, polled after the next turn.
     pub(super) looks: Vec<(u32, u16)>,
-    listener: TcpListener,
-    accept: Accept,
-    /// An accept operation is in the kernel (its last completion, without MORE, has not come):
-    /// the worker does not exit before it has (see [`Worker::accept_ended`]).
-    accept_live: bool,
-    /// Sweeps of the accept queue made since shutdown began (see [`Worker::accept_ended`]).
-    sweeps: u8,
+    accepts: Vec<Acceptor>,
     /// The access log is on: accept one connection at a time with its address.
     log_peers: bool,
-    peer: Box<(libc::sockaddr_storage, libc::socklen_t)>,
     signal: OwnedFd,
     siginfo: Box<[u8; std::mem::size_of::<libc::signalfd_siginfo>()]>,
     active: usize,
@@ -71,10 +79,10 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Sets up the ring, its provided buffers and its direct-descriptor table for `listener`.
+    /// Sets up the ring, its provided buffers and its direct-descriptor table for `listeners`.
     /// `signals` are blocked in this process; they are read through the ring.
     pub fn new(
-        listener: TcpListener,
+        listeners: Vec<TcpListener>,
         site: Site,
         limits: ConnLimits,
         grace: Duration,
@@ -106,13 +114,18 @@ impl Worker {
             now: Instant::now(),
             pipes: Vec::new(),
             looks: Vec::new(),
-            listener,
-            accept: Accept::Idle,
-            accept_live: false,
-            sweeps: 0,
+            accepts: listeners
+                .into_iter()
+                .map(|listener| Acceptor {
+                    listener,
+                    state: Accept::Idle,
+                    live: false,
+                    sweeps: 0,
+                    // SAFETY: sockaddr_storage is plain data; all zeroes is a valid value.
+                    peer: Box::new((unsafe { std::mem::zeroed() }, 0)),
+                })
+                .collect(),
             log_peers: crate::access_log::enabled(),
-            // SAFETY: sockaddr_storage is plain data; all zeroes is a valid value.
-            peer: Box::new((unsafe { std::mem::zeroed() }, 0)),
             // SAFETY: the descriptor was just created.
             signal: unsafe { OwnedFd::from_raw_fd(sfd) },
             siginfo: Box::new([0; std::mem::size_of::<libc::signalfd_siginfo>()]),
@@ -128,9 +141,12 @@ impl Worker {
     /// the grace period.
     pub fn run(mut self) -> io::Result<()> {
         self.read_signal();
-        self.arm_accept();
+        for i in 0..self.accepts.len() {
+            self.arm_accept(i);
+        }
         loop {
-            if self.drain_until.is_some() && self.active == 0 && !self.accept_live {
+            let accepting = self.accepts.iter().any(|a| a.live);
+            if self.drain_until.is_some() && self.active == 0 && !accepting {
                 break;
             }
             let looks = std::mem::take(&mut self.looks);
@@ -144,10 +160,12 @@ impl Worker {
                 }
             }
             self.expire();
-            if let Accept::BackOff(until) = self.accept {
-                if self.now >= until {
-                    self.accept = Accept::Idle;
-                    self.arm_accept();
+            for i in 0..self.accepts.len() {
+                if let Accept::BackOff(until) = self.accepts[i].state {
+                    if self.now >= until {
+                        self.accepts[i].state = Accept::Idle;
+                        self.arm_accept(i);
+                    }
                 }
             }
             if self.drain_until.is_some_and(|t| self.now >= t) {
@@ -211,10 +229,11 @@ impl Worker {
     }
 
     fn backoff_until(&self) -> Option<Instant> {
-        match self.accept {
+        let until = |a: &Acceptor| match a.state {
             Accept::BackOff(t) => Some(t),
             _ => None,
-        }
+        };
+        self.accepts.iter().filter_map(until).min()
     }
 
     /// Hands every completion to its owner.
@@ -236,7 +255,7 @@ impl Worker {
         let bid = cqueue::buffer_select(flags);
         match t.op {
             Op::Ignore => {}
-            Op::Accept => self.on_accept(res, more),
+            Op::Accept => self.on_accept(t.slot as usize, res, more),
             Op::Signal => self.begin_shutdown(self.signalled_upgrade()),
             op => {
                 let live = self
@@ -275,30 +294,31 @@ impl Worker {
 
     /// Queues the accept: multishot into direct descriptors, or with the access log on, one at
     /// a time with the peer's address (multishot accept reports none).
-    fn arm_accept(&mut self) {
-        if self.accept != Accept::Idle || Stop.is_set() {
+    fn arm_accept(&mut self, i: usize) {
+        if self.accepts[i].state != Accept::Idle || Stop.is_set() {
             return;
         }
         if self.active >= self.limits.max_conns {
-            self.accept = Accept::Paused;
+            self.accepts[i].state = Accept::Paused;
             return;
         }
-        let e = self.accept_entry();
+        let e = self.accept_entry(i);
         // SAFETY: the address buffer is boxed in the worker, which outlives the ring.
         unsafe { self.push(e) };
-        self.accept_live = true;
-        self.accept = Accept::Armed;
+        self.accepts[i].live = true;
+        self.accepts[i].state = Accept::Armed;
     }
 
     /// The accept operation: multishot into direct descriptors, or with the access log on, one
     /// at a time with the peer's address (multishot accept reports none).
-    fn accept_entry(&mut self) -> squeue::Entry {
-        let fd = types::Fd(self.listener.as_raw_fd());
-        let token = Token::new(Op::Accept, 0, 0).encode();
+    fn accept_entry(&mut self, i: usize) -> squeue::Entry {
+        let a = &mut self.accepts[i];
+        let fd = types::Fd(a.listener.as_raw_fd());
+        let token = Token::new(Op::Accept, i as u32, 0).encode();
         let e = if self.log_peers {
-            self.peer.1 = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            let addr = std::ptr::addr_of_mut!(self.peer.0).cast();
-            opcode::Accept::new(fd, addr, std::ptr::addr_of_mut!(self.peer.1))
+            a.peer.1 = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            let addr = std::ptr::addr_of_mut!(a.peer.0).cast();
+            opcode::Accept::new(fd, addr, std::ptr::addr_of_mut!(a.peer.1))
                 .file_index(Some(types::DestinationSlot::auto_target()))
                 .build()
         } else {
@@ -309,20 +329,25 @@ impl Worker {
         e.user_data(token)
     }
 
-    fn on_accept(&mut self, res: i32, more: bool) {
+    /// The completion of listener `i`'s accept.
+    fn on_accept(&mut self, i: usize, res: i32, more: bool) {
+        if i >= self.accepts.len() {
+            return;
+        }
         if !more {
-            self.accept_live = false;
-            if self.accept == Accept::Stopped {
-                self.accept_ended();
+            self.accepts[i].live = false;
+            if self.accepts[i].state == Accept::Stopped {
+                self.accept_ended(i);
             }
         }
-        if !more && self.accept == Accept::Armed {
-            self.accept = Accept::Idle;
+        let a = &mut self.accepts[i];
+        if !more && a.state == Accept::Armed {
+            a.state = Accept::Idle;
         }
         if res < 0 {
-            if res != -libc::ECANCELED && self.accept == Accept::Idle {
+            if res != -libc::ECANCELED && a.state == Accept::Idle {
                 let wait = backoff(&io::Error::from_raw_os_error(-res));
-                self.accept = Accept::BackOff(self.now + wait);
+                a.state = Accept::BackOff(self.now + wait);
             }
             return;
         }
@@ -331,7 +356,7 @@ impl Worker {
         // request the client has already sent.
         let fd = res as u32;
         let peer = if self.log_peers {
-            peer_ip(&self.peer)
+            peer_ip(&self.accepts[i].peer)
         } else {
             None
         };
@@ -341,7 +366,7 @@ impl Worker {
                 Some(tls) => self.slots[idx as usize].tls = Some(tls),
                 None => {
                     self.close(idx, false);
-                    return self.arm_accept();
+                    return self.arm_accept(i);
                 }
             }
         }
@@ -350,7 +375,7 @@ impl Worker {
             self.pause_accept();
             self.shed();
         }
-        self.arm_accept();
+        self.arm_accept(i);
     }
 
     fn alloc_slot(&mut self, fd: u32, peer: Option<IpAddr>) -> u32 {
@@ -375,9 +400,11 @@ impl Worker {
     /// A connection's slot was freed: below the cap again, accepting resumes.
     pub(super) fn freed(&mut self) {
         self.active -= 1;
-        if self.accept == Accept::Paused && self.active < self.limits.max_conns {
-            self.accept = Accept::Idle;
-            self.arm_accept();
+        for i in 0..self.accepts.len() {
+            if self.accepts[i].state == Accept::Paused && self.active < self.limits.max_conns {
+                self.accepts[i].state = Accept::Idle;
+                self.arm_accept(i);
+            }
         }
     }
 
@@ -394,16 +421,16 @@ impl Worker {
     /// kernel's teardown of the ring runs, and takes every wake meanwhile (compare's `upgrade`
     /// without these two: 64 of 64 connections timed out in 1 round of 5,
     /// docs/results/uring-upgrade-2026-11-29-repro).
-    fn accept_ended(&mut self) {
-        if self.sweeps > 0
+    fn accept_ended(&mut self, i: usize) {
+        if self.accepts[i].sweeps > 0
             || self.active >= self.limits.max_conns
-            || !listener_pending(&self.listener)
+            || !listener_pending(&self.accepts[i].listener)
         {
             return;
         }
-        self.sweeps += 1;
-        let e = self.accept_entry();
-        let cancel = opcode::AsyncCancel::new(Token::new(Op::Accept, 0, 0).encode())
+        self.accepts[i].sweeps += 1;
+        let e = self.accept_entry(i);
+        let cancel = opcode::AsyncCancel::new(Token::new(Op::Accept, i as u32, 0).encode())
             .build()
             .flags(squeue::Flags::SKIP_SUCCESS)
             .user_data(0);
@@ -412,27 +439,30 @@ impl Worker {
             self.push(e);
             self.push(cancel);
         }
-        self.accept_live = true;
+        self.accepts[i].live = true;
     }
 
     /// At the connection cap: stop accepting until a connection closes.
     fn pause_accept(&mut self) {
-        if self.accept == Accept::Armed {
-            let e = opcode::AsyncCancel::new(Token::new(Op::Accept, 0, 0).encode())
-                .build()
-                .flags(squeue::Flags::SKIP_SUCCESS)
-                .user_data(0);
-            // SAFETY: no buffer.
-            unsafe { self.push(e) };
-        }
-        if matches!(self.accept, Accept::Armed | Accept::Idle) {
-            self.accept = Accept::Paused;
+        for i in 0..self.accepts.len() {
+            if self.accepts[i].state == Accept::Armed {
+                let e = opcode::AsyncCancel::new(Token::new(Op::Accept, i as u32, 0).encode())
+                    .build()
+                    .flags(squeue::Flags::SKIP_SUCCESS)
+                    .user_data(0);
+                // SAFETY: no buffer.
+                unsafe { self.push(e) };
+            }
+            let a = &mut self.accepts[i];
+            if matches!(a.state, Accept::Armed | Accept::Idle) {
+                a.state = Accept::Paused;
+            }
         }
     }
 
     /// Whether idle connections are being closed to make room (the cap is reached).
     pub(super) fn accept_paused(&self) -> bool {
-        self.accept == Accept::Paused
+        self.accepts.iter().any(|a| a.state == Accept::Paused)
     }
 
     /// Makes room at the cap: closes up to [`SHED_BATCH`] kept-alive connections waiting for
@@ -485,7 +515,9 @@ impl Worker {
         }
         self.drain_until = Some(self.now + self.grace);
         self.pause_accept();
-        self.accept = Accept::Stopped;
+        for a in &mut self.accepts {
+            a.state = Accept::Stopped;
+        }
         for idx in 0..self.slots.len() as u32 {
             if self.slots[idx as usize].phase == (Phase::Read { idle: true }) {
                 self.drive(idx);

@@ -1,7 +1,7 @@
 //! The architectures under test (`archserve::arch::REGISTRY`, narrowed by `ARCHSERVE_TEST_ARCH`) and a server of one of them on a fresh fixture, started through `crate::server`.
 
 use super::fixture::Fixture;
-use crate::server::{serve_command, Server};
+use crate::server::{command, serve_command, Server};
 use std::ops::Deref;
 use std::path::Path;
 use std::process::Command;
@@ -76,6 +76,21 @@ pub fn single_worker(arch: &str) -> bool {
 pub fn arch_command(arch: &str, root: &Path, extra: &[&str]) -> Command {
     let mut cmd = serve_command(["--arch", arch, "--root"]);
     cmd.arg(root);
+    with_arch_args(cmd, arch, extra)
+}
+
+/// As [`arch_command`], but listening on `addrs` (`--listen` each) instead of `--port 0`.
+pub fn arch_listen_command(arch: &str, root: &Path, addrs: &[&str], extra: &[&str]) -> Command {
+    let mut cmd = command(["serve", "--arch", arch, "--root"]);
+    cmd.arg(root);
+    for addr in addrs {
+        cmd.args(["--listen", addr]);
+    }
+    with_arch_args(cmd, arch, extra)
+}
+
+/// `[-w 2] [TLS] EXTRA...` after the command's own arguments.
+pub fn with_arch_args(mut cmd: Command, arch: &str, extra: &[&str]) -> Command {
     if !extra.iter().any(|a| *a == "-w" || *a == "--workers") && !single_worker(arch) {
         cmd.args(["-w", "2"]);
     }
@@ -104,6 +119,13 @@ impl ArchServer {
     pub fn start_full(arch: &str, extra: &[&str], with_404: bool) -> ArchServer {
         let fixture = Fixture::new(with_404);
         let cmd = arch_command(arch, &fixture.root, extra);
+        ArchServer::from_command(arch, cmd, fixture)
+    }
+
+    /// Starts the server listening on `addrs` (`--listen` each, e.g. `[::1]:0`).
+    pub fn start_listening(arch: &str, addrs: &[&str], extra: &[&str]) -> ArchServer {
+        let fixture = Fixture::new(true);
+        let cmd = arch_listen_command(arch, &fixture.root, addrs, extra);
         ArchServer::from_command(arch, cmd, fixture)
     }
 

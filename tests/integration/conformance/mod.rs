@@ -18,6 +18,7 @@ mod files;
 mod framing;
 mod lifecycle;
 mod limits;
+mod listen;
 mod methods;
 mod paths;
 mod range;
