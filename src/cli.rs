@@ -48,6 +48,9 @@ pub enum Command {
     /// Start every architecture in turn, measure them under the seed's workloads and more,
     /// and write tables, charts and a report.
     Compare(crate::compare::CompareArgs),
+    /// Slow clients, a killed worker, a stop under load, descriptors running out, files
+    /// rewritten under load, and the soak: what clients see, on fresh servers.
+    Reliability(crate::compare::reliability::ReliabilityArgs),
 }
 
 /// `--arch` values and their help, from the registry (shared by `serve` and `compare`).

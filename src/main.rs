@@ -30,6 +30,7 @@ fn main() -> ExitCode {
         Command::Send(args) => archserve::client::send::run(args),
         Command::Load(args) => archserve::client::load::run(args),
         Command::Compare(args) => archserve::compare::run(args),
+        Command::Reliability(args) => archserve::compare::reliability::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),

@@ -8,7 +8,8 @@
 //!   server as a child process (start, readiness, stop); [`scratch`]: the document root served.
 //! - [`measure`]: the workloads; [`syscalls`] and [`loadgen`]: the two that drive other tools;
 //!   [`upgrade`]: the one that replaces the server under load; [`tls`]: the one over HTTPS;
-//!   [`procfs`]: a server's processes, memory and CPU time.
+//!   [`procfs`]: a server's processes, memory and CPU time; [`reliability`]: `archserve
+//!   reliability`, the reliability scenarios and the soak on the same servers.
 //! - [`baseline`]: the only nginx and lighttpd configurations; [`machine`]: the machine,
 //!   versions, commit and command.
 //! - [`report`]: raw.csv and summary.json; [`tables`]: the sections and tables of the reports;
@@ -24,6 +25,7 @@ pub mod measure;
 pub mod plan;
 pub mod plot;
 pub mod procfs;
+pub mod reliability;
 pub mod render;
 pub mod report;
 pub mod run;

@@ -19,11 +19,11 @@ use super::plan::Workload;
 use super::report::{num, summarize, PointSummary, Sample};
 
 static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
-const FAMILY: &str = "sans-serif";
+pub(super) const FAMILY: &str = "sans-serif";
 const SIZE: (u32, u32) = (900, 560);
 
 /// Distinct colours (Tableau 10), one per server in order of first appearance.
-const PALETTE: [RGBColor; 10] = [
+pub(super) const PALETTE: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -36,7 +36,7 @@ const PALETTE: [RGBColor; 10] = [
     RGBColor(23, 190, 207),
 ];
 
-fn register() -> Result<(), String> {
+pub(super) fn register() -> Result<(), String> {
     static DONE: OnceLock<Result<(), String>> = OnceLock::new();
     DONE.get_or_init(|| {
         register_font(FAMILY, FontStyle::Normal, FONT)

@@ -31,7 +31,7 @@ use super::{browser, docs, machine, plot, syscalls, tls, upgrade, CompareArgs};
 static SCRATCH_DIR: OnceLock<PathBuf> = OnceLock::new();
 
 /// The watcher thread: first signal, stop gently; second, kill everything and leave.
-fn watch(signals: Signals) {
+pub(crate) fn watch(signals: Signals) {
     let mut seen = 0;
     while signals.wait().is_ok() {
         seen += 1;

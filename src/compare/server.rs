@@ -185,6 +185,17 @@ impl Running {
     /// Starts `spec`, waits until it answers. An upgradable one has its own log and
     /// configuration directory (`<name>-upgrade`).
     pub fn start_as(plan: &Plan, spec: &ServerSpec, how: Start) -> anyhow::Result<Running> {
+        Running::start_with(plan, spec, how, &[])
+    }
+
+    /// [`Running::start_as`], with `extra` arguments after ours' `serve` arguments (a
+    /// baseline takes none: its configuration is baseline.rs's).
+    pub fn start_with(
+        plan: &Plan,
+        spec: &ServerSpec,
+        how: Start,
+        extra: &[&str],
+    ) -> anyhow::Result<Running> {
         let servers = plan.out.join("servers");
         std::fs::create_dir_all(&servers)?;
         let (name, mode) = match how {
@@ -205,6 +216,9 @@ impl Running {
             .with_context(|| format!("opening {}", log.display()))?;
         let dir = servers.join(&name);
         let (mut cmd, known) = Running::command(plan, spec, &dir, mode, tls.as_ref())?;
+        if known.is_none() {
+            cmd.args(extra);
+        }
         if daemon {
             // A pid file left by a server killed in an earlier round would name a dead master.
             let pid_file = baseline::nginx_pid_file(&dir);
@@ -368,6 +382,16 @@ impl Running {
             return self.status.is_some();
         }
         !procfs::alive_in_group(pid.as_raw(), self.group.as_raw())
+    }
+
+    /// How the process compare started ended, once [`Running::gone`] has seen it exit.
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        self.status
+    }
+
+    /// The server's stderr (ours log their warnings there).
+    pub fn log_path(&self) -> &std::path::Path {
+        &self.log
     }
 
     /// The last lines of the server's stderr, for an error message.
