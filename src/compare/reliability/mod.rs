@@ -44,7 +44,8 @@ pub fn run(args: ReliabilityArgs) -> anyhow::Result<i32> {
     let mut plan = compare_plan(&args, &out)?;
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     crate::descriptors::raise_nofile_limit();
-    let load_before = machine::machine();
+    // Taken now: the run lasts minutes, and the tree may change under it.
+    let at_start = (machine::machine(), machine::git_commit());
     let scratch = Scratch::create(&plan.serve_root, &out)
         .with_context(|| format!("copying the document root into {}", out.display()))?;
     plan.serve_root = scratch.root();
@@ -78,15 +79,7 @@ pub fn run(args: ReliabilityArgs) -> anyhow::Result<i32> {
     drop(scratch);
     let samples =
         super::report::parse_csv(&std::fs::read_to_string(&raw)?).map_err(anyhow::Error::msg)?;
-    write::finish(
-        &out,
-        &plan,
-        &args,
-        &samples,
-        &failures,
-        load_before,
-        started,
-    )?;
+    write::finish(&out, &plan, &args, &samples, &failures, at_start, started)?;
     println!("report: {}", out.join("report.md").display());
     Ok(if stopped() {
         130

@@ -26,14 +26,15 @@ struct RunFile<'a> {
     interrupted: bool,
 }
 
-/// Writes run.json and report.md into `out`.
+/// Writes run.json and report.md into `out`; `at_start` is the machine and the commit when
+/// the run started.
 pub fn finish(
     out: &Path,
     plan: &Plan,
     args: &ReliabilityArgs,
     samples: &[Sample],
     failures: &[String],
-    at_start: Machine,
+    at_start: (Machine, Option<String>),
     started: Instant,
 ) -> anyhow::Result<()> {
     let mut versions: Vec<String> = machine::rustc().into_iter().collect();
@@ -44,10 +45,10 @@ pub fn finish(
     }
     let run = RunFile {
         date: plan::today(),
-        git: machine::git_commit(),
+        git: at_start.1,
         command: machine::command_line(std::env::args()),
         load_1m_at_end: machine::machine().load_1m,
-        machine: at_start,
+        machine: at_start.0,
         workers: args.workers,
         servers: &plan.p.servers,
         versions,
