@@ -12,4 +12,5 @@ mod client_tls;
 mod compare;
 mod conformance;
 mod properties;
+mod reliability;
 mod supervisor;

@@ -70,7 +70,7 @@ pub fn run(args: ReliabilityArgs) -> anyhow::Result<i32> {
             let rows = if s == Scenario::Soak {
                 soak::run(&plan, &args, &out, &mut failures)
             } else {
-                each_server(&plan, s, repeat, &mut failures)
+                each_server(&plan, s, repeat, args.quick, &mut failures)
             };
             csv.write(&rows).context("writing raw.csv")?;
         }
@@ -92,14 +92,20 @@ pub fn run(args: ReliabilityArgs) -> anyhow::Result<i32> {
 
 /// One scenario on every server that can run it, in turn; a failure is printed, kept for the
 /// report, and the next server runs.
-fn each_server(plan: &Plan, s: Scenario, repeat: u32, failures: &mut Vec<String>) -> Vec<Sample> {
+fn each_server(
+    plan: &Plan,
+    s: Scenario,
+    repeat: u32,
+    quick: bool,
+    failures: &mut Vec<String>,
+) -> Vec<Sample> {
     let mut rows = Vec::new();
     for spec in plan.servers.iter().filter(|spec| s.runs_on(spec)) {
         if stopped() {
             break;
         }
         println!("{} · {} (round {repeat})", s.name(), spec.name);
-        match scenario::measure(plan, spec, s) {
+        match scenario::measure(plan, spec, s, quick) {
             Ok(figures) => rows.extend(figures.into_iter().map(|(metric, value, unit)| Sample {
                 server: spec.name.clone(),
                 workers: spec.workers,

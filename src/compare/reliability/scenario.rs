@@ -15,10 +15,15 @@ use super::super::server::{Running, Start};
 use super::traffic::{figures, get_status, slowloris, Figures, Stream};
 use super::Scenario;
 
-/// Runs `s` on a fresh `spec`.
-pub fn measure(plan: &Plan, spec: &ServerSpec, s: Scenario) -> anyhow::Result<Figures> {
+/// Runs `s` on a fresh `spec`; `quick` shortens slowloris's loads to 3 s.
+pub fn measure(
+    plan: &Plan,
+    spec: &ServerSpec,
+    s: Scenario,
+    quick: bool,
+) -> anyhow::Result<Figures> {
     match s {
-        Scenario::Slowloris => slow_clients(plan, spec),
+        Scenario::Slowloris => slow_clients(plan, spec, quick),
         Scenario::Crash => crash(plan, spec),
         Scenario::Sigterm => sigterm(plan, spec),
         Scenario::Emfile => emfile(plan, spec),
@@ -36,9 +41,9 @@ fn joined<T>(h: std::thread::JoinHandle<std::io::Result<T>>) -> anyhow::Result<T
 /// Slowloris: 16 keep-alive clients for 5 s alone, then 2,000 connections that trickle a
 /// request head a byte a second and the same 16 clients for 5 s beside them (ours with
 /// `--header-timeout 30`, so no slow connection is timed out during the run).
-fn slow_clients(plan: &Plan, spec: &ServerSpec) -> anyhow::Result<Figures> {
+fn slow_clients(plan: &Plan, spec: &ServerSpec, quick: bool) -> anyhow::Result<Figures> {
     let server = Running::start_with(plan, spec, Start::Measured, &["--header-timeout", "30"])?;
-    let d = Duration::from_secs(5);
+    let d = Duration::from_secs(if quick { 3 } else { 5 });
     let alone = Stream::closed("/index.html", 16, d).run(server.addr)?;
     let stop = Arc::new(AtomicBool::new(false));
     let (addr, flag) = (server.addr, stop.clone());
