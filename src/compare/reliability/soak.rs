@@ -135,6 +135,9 @@ fn one(
         std::thread::spawn(move || change_every_second(&file, &flag))
     };
     let points = sample(server.probe().pgid, duration, every)?;
+    let listing = plan.out.join(format!("descriptors-{}.txt", spec.name));
+    std::fs::write(&listing, descriptors(server.probe().pgid)?)
+        .with_context(|| format!("writing {}", listing.display()))?;
     stop.store(true, Ordering::SeqCst);
     let mut figs = Figures::new();
     for (name, h) in streams {
@@ -223,8 +226,8 @@ fn etag_once(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
         .ok_or_else(|| anyhow!("no ETag in {head:?}"))
 }
 
-/// Every second until `stop`: the file replaced by rename (odd seconds) or rewritten in place
-/// with the same length (even seconds), its size cycling through 1–5 kB. Returns the changes.
+/// Every second until `stop`: the file replaced by rename (even changes) or rewritten in place
+/// with the same length (odd changes), its size cycling through 1–5 kB. Returns the changes.
 fn change_every_second(file: &Path, stop: &AtomicBool) -> std::io::Result<u64> {
     let mut i = 0u64;
     while !stop.load(Ordering::SeqCst) {
@@ -235,7 +238,12 @@ fn change_every_second(file: &Path, stop: &AtomicBool) -> std::io::Result<u64> {
             std::fs::write(&tmp, &body)?;
             std::fs::rename(&tmp, file)?;
         } else {
-            std::fs::write(file, &body)?;
+            // Same length, no O_TRUNC: the file never shrinks under a response being sent (a
+            // shrinking file cuts it, by design; the files scenario measures that).
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(file)?
+                .write_all(&body)?;
         }
         i += 1;
         let until = Instant::now() + Duration::from_secs(1);
@@ -345,6 +353,30 @@ fn point(pgid: i32, t: Duration) -> anyhow::Result<Point> {
     Ok(p)
 }
 
+/// What each descriptor of the group's processes is (`PID FD TARGET`, sockets included), as
+/// the load ends: where the descriptors counted go.
+fn descriptors(pgid: i32) -> anyhow::Result<String> {
+    let mut out = String::new();
+    for pid in procfs::group_pids(pgid)? {
+        let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        let mut fds: Vec<(u32, String)> = dir
+            .flatten()
+            .filter_map(|e| {
+                let fd = e.file_name().to_str()?.parse().ok()?;
+                let target = std::fs::read_link(e.path()).ok()?;
+                Some((fd, target.display().to_string()))
+            })
+            .collect();
+        fds.sort();
+        for (fd, target) in fds {
+            out += &format!("{pid} {fd} {target}\n");
+        }
+    }
+    Ok(out)
+}
+
 /// The target's figures: the level at minute one and the largest deviation from it after,
 /// for RSS, all descriptors, and descriptors other than sockets (sockets come and go with the
 /// requests in flight at the sampling instant); threads' range; whether the target was met.
@@ -363,6 +395,12 @@ pub fn flatness(points: &[Point]) -> Figures {
             .fold(0.0, f64::max)
     };
     let rss = dev(|p| p.rss_kib);
+    // A leak shows as growth: the largest rise above the level, apart from the deviation
+    // either way (memory handed back to the system is a fall).
+    let rise = after
+        .iter()
+        .map(|p| (p.rss_kib as f64 - base.rss_kib as f64) / base.rss_kib.max(1) as f64 * 100.0)
+        .fold(0.0, f64::max);
     let fds = dev(|p| p.fds);
     let files = dev(|p| p.fds - p.socket_fds);
     let threads = || after.iter().map(|p| p.threads);
@@ -372,6 +410,7 @@ pub fn flatness(points: &[Point]) -> Figures {
         ("rss.ref_kib".into(), base.rss_kib as f64, "KiB"),
         ("rss.end_kib".into(), last.rss_kib as f64, "KiB"),
         ("rss.max_dev_pct".into(), rss, "%"),
+        ("rss.max_rise_pct".into(), rise, "%"),
         ("fds.ref".into(), base.fds as f64, "fds"),
         ("fds.max_dev_pct".into(), fds, "%"),
         (
@@ -431,6 +470,7 @@ mod tests {
         assert_eq!(get("ref_t_s"), 60.0);
         assert_eq!(get("rss.ref_kib"), 2000.0);
         assert!((get("rss.max_dev_pct") - 4.0).abs() < 1e-9);
+        assert!((get("rss.max_rise_pct") - 4.0).abs() < 1e-9);
         assert!((get("fds.max_dev_pct") - 10.0).abs() < 1e-9);
         assert_eq!(get("fds.non_socket_max_dev_pct"), 0.0);
         assert_eq!(get("rss_target_met"), 1.0);
