@@ -33,8 +33,8 @@ const SCRIPTS: &[(&str, &str)] = &[
     ("headforever.sh", "exec yes 'X-Long: header'\n"),
 ];
 
-/// Runs `test` on every architecture that runs CGI scripts (`uring` refuses `--cgi-dir` at
-/// start-up: see `cgi_dir_refusals_are_clear`).
+/// Runs `test` on every architecture that runs CGI scripts (all of them now; one that did not
+/// would refuse `--cgi-dir` at start-up: see `cgi_dir_refusals_are_clear`).
 fn for_each_cgi_arch(test: impl Fn(&str)) {
     for_each_arch(|arch| {
         if archserve::arch::find(arch).is_some_and(|a| a.runs_cgi) {
