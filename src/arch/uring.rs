@@ -25,7 +25,7 @@ pub const ARCH: Arch = Arch {
     idle_timeout: EVENTED_IDLE,
     multi_process: true,
     serves_tls: true,
-    runs_cgi: false,
+    runs_cgi: true,
     run,
 };
 

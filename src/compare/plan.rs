@@ -593,7 +593,7 @@ fn fit_workloads(servers: &mut [ServerSpec], tools: &Tools, notes: &mut Vec<Stri
     if !no_cgi.is_empty() {
         notes.push(format!(
             "cgi: not run on {}: nginx has no CGI (FastCGI only, through a separate process \
-             manager; lighttpd's mod_cgi is the baseline), and uring does not run CGI yet",
+             manager; lighttpd's mod_cgi is the baseline)",
             no_cgi.join(", ")
         ));
     }

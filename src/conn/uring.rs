@@ -15,21 +15,23 @@
 //! body is spliced file → pipe → socket through the ring, and a small file not yet in the
 //! open-file cache is read through the ring, never by a blocking read on the loop. `/cpu` runs
 //! inline; `/io` and every deadline are entries of [`timers`], waited for by the ring. Over
-//! HTTPS the bytes pass through rustls on their way in and out ([`tls`]).
+//! HTTPS the bytes pass through rustls on their way in and out ([`tls`]). A CGI script's pipes
+//! are read and written through the ring too ([`cgi`]).
+pub mod cgi;
 pub mod ring;
 pub mod timers;
 pub mod tls;
 pub mod worker;
 
 use std::fs::File;
-use std::net::IpAddr;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Instant;
 
 use io_uring::{opcode, squeue, types};
 
-use super::{after_work, log_request, plan, refusal};
+use super::{after_work, log_request, plan, plan_at_head, refusal};
 use crate::http::conn::{Conn, Rules, Step, LINGER, LINGER_BYTES};
 use crate::http::Request;
 use crate::shutdown::Stop;
@@ -63,6 +65,8 @@ enum Phase {
     Look,
     /// Waiting out an `/io` request.
     Work,
+    /// Waiting on a CGI script's output (or for its run's operations to end, see [`cgi`]).
+    Cgi,
     /// A reply is being written.
     Write,
     /// Half-closed, draining what the client still sends.
@@ -89,9 +93,12 @@ struct Slot {
     /// The current deadline, and the slot's entry in the worker's deadline set.
     deadline: Option<Instant>,
     armed: Option<Instant>,
-    peer: Option<IpAddr>,
+    /// The client's address: known when accepted one at a time (the access log, CGI).
+    peer: Option<SocketAddr>,
     /// The direct descriptor.
     fd: u32,
+    /// The index of the listener that accepted it.
+    listener: u8,
     gen: u16,
     phase: Phase,
     recv: Recv,
@@ -113,6 +120,7 @@ impl Slot {
             armed: None,
             peer: None,
             fd: 0,
+            listener: 0,
             gen: 0,
             phase: Phase::Free,
             recv: Recv::Off,
@@ -147,6 +155,12 @@ struct Busy {
     /// A file operation failed or found the file shorter than promised: close.
     failed: bool,
     work: Option<Work>,
+    /// The plan made at the head when a CGI folder is served (see `plan_at_head`).
+    plan: Option<Plan>,
+    /// A CGI script's request body, kept as the state machine hands it out.
+    body: Vec<u8>,
+    /// The CGI script being run.
+    cgi: Option<Box<cgi::Run>>,
 }
 
 /// A pipe for splicing a file body (file → pipe → socket: the pages are not copied through user
@@ -220,17 +234,16 @@ impl Worker {
                 }
                 Step::Request(req, used) => {
                     s.buf.drain(..used);
-                    s.busy = Some(Box::new(Busy {
-                        req: Some(req),
-                        ..Busy::default()
-                    }));
+                    s.busy = Some(busy_for(&self.site, &mut s.conn, req));
                 }
                 Step::Discard(n) => {
                     s.buf.drain(..n);
                 }
-                // Never asked for: `uring` refuses `--cgi-dir`, so no body is kept.
+                // A CGI script's body (kept: `plan_at_head`).
                 Step::Body(n) => {
-                    s.buf.drain(..n);
+                    if let Some(b) = s.busy.as_mut() {
+                        b.body.extend(s.buf.drain(..n));
+                    }
                 }
                 Step::Respond => return self.respond(idx),
                 Step::Refuse(status) => {
@@ -247,16 +260,16 @@ impl Worker {
     /// out `/io` as a deadline.
     fn respond(&mut self, idx: u32) {
         let s = &mut self.slots[idx as usize];
-        let Some(req) = s.busy.as_ref().and_then(|b| b.req.as_ref()) else {
+        let Some(b) = s.busy.as_mut() else {
             return self.close(idx, false);
         };
-        let reply = match plan(&self.site, req) {
+        let planned = b.plan.take();
+        let Some(req) = b.req.as_ref() else {
+            return self.close(idx, false);
+        };
+        let reply = match planned.unwrap_or_else(|| plan(&self.site, req)) {
             Plan::Reply(reply) => reply,
-            // Never planned: `uring` refuses `--cgi-dir` at start-up.
-            Plan::Cgi(script) => {
-                let fail = super::cgi::Fail::Spawn;
-                super::cgi_failure(&self.site, fail, script.head_only)
-            }
+            Plan::Cgi(script) => return self.cgi_start(idx, &script),
             Plan::Work(work @ Work::Primes(n)) => {
                 let primes = crate::site::workload::count_primes(n);
                 self.now = Instant::now();
@@ -294,7 +307,8 @@ impl Worker {
         let Some(b) = s.busy.as_mut() else {
             return self.close(idx, false);
         };
-        log_request(s.peer, b.req.as_ref(), reply.status, reply.body.len());
+        let peer = s.peer.map(|a| a.ip());
+        log_request(peer, b.req.as_ref(), reply.status, reply.body.len());
         s.phase = Phase::Write;
         b.out = reply.head;
         b.sent = 0;
@@ -349,6 +363,9 @@ impl Worker {
                 // SAFETY: `out` is in the slot's Busy, which is not dropped or changed while the
                 // send is in flight (`inflight`).
                 return unsafe { self.push(e) };
+            }
+            if b.cgi.is_some() {
+                return self.cgi_sent(idx);
             }
             if b.span.is_some() {
                 return self.splice_next(idx);
@@ -555,6 +572,7 @@ impl Worker {
 
     /// Closes the connection: with `linger`, half-close and drain first.
     fn close(&mut self, idx: u32, linger: bool) {
+        self.cgi_abandon(idx);
         if self.tls_close(idx, linger) {
             return; // closed once the close_notify is out
         }
@@ -598,6 +616,7 @@ impl Worker {
             .user_data(0);
         // SAFETY: no buffers; the cancelled operations report their own completions.
         unsafe { self.push(e) };
+        self.cgi_cancel(idx);
         self.set_deadline(idx, self.now + CANCEL_AGAIN);
     }
 
@@ -617,12 +636,21 @@ impl Worker {
         // SAFETY: no buffer.
         unsafe { self.push(close) };
         let s = &mut self.slots[idx as usize];
-        if let Some(pipe) = s.busy.take().and_then(|b| b.pipe) {
+        let mut busy = s.busy.take();
+        if let Some(pipe) = busy.as_mut().and_then(|b| b.pipe.take()) {
             // A pipe still holding bytes would send them on the next connection.
             if pipe_empty(&pipe) && self.pipes.len() < SPARE_PIPES {
                 self.pipes.push(pipe);
             }
         }
+        if let Some(run) = busy.and_then(|b| b.cgi) {
+            // Killed when the connection closed (`cgi_abandon`); reaped off the loop.
+            let (child, until) = (*run).into_child();
+            if let Some(child) = child {
+                self.reap_later(child, until, true);
+            }
+        }
+        let s = &mut self.slots[idx as usize];
         s.phase = Phase::Free;
         s.buf = Vec::new();
         s.tls = None;
@@ -690,10 +718,7 @@ impl Worker {
             _ => {}
         }
         if let Some(req) = req {
-            s.busy = Some(Box::new(Busy {
-                req: Some(req),
-                ..Busy::default()
-            }));
+            s.busy = Some(busy_for(&self.site, &mut s.conn, req));
         }
         match s.phase {
             Phase::Read { .. } | Phase::Look => self.drive(idx),
@@ -744,6 +769,7 @@ impl Worker {
                 self.drive(idx);
             }
             Phase::Work => self.work_done(idx),
+            Phase::Cgi => self.cgi_expired(idx),
             Phase::Write => {
                 tracing::debug!("connection ended: write timeout");
                 self.close(idx, false);
@@ -759,6 +785,17 @@ impl Worker {
         s.deadline = Some(at);
         self.timers.set(idx, &mut s.armed, at);
     }
+}
+
+/// The Busy of a request just read; with a CGI folder served, planned at once, so a script's
+/// body is kept for it (see `plan_at_head`).
+fn busy_for(site: &crate::site::Site, conn: &mut Conn, req: Request) -> Box<Busy> {
+    let plan = plan_at_head(site, &req, conn);
+    Box::new(Busy {
+        req: Some(req),
+        plan,
+        ..Busy::default()
+    })
 }
 
 /// Takes received (plaintext) bytes into a connection. A connection holding no bytes has them
@@ -779,6 +816,14 @@ fn take(s: &mut Slot, rules: &Rules, now: Instant, bytes: &[u8]) -> Option<Reque
             Some(req)
         }
         Step::Discard(k) => {
+            s.buf.extend_from_slice(&bytes[k..]);
+            None
+        }
+        // A CGI script's body (kept: `plan_at_head`); handed out once, so taken here.
+        Step::Body(k) => {
+            if let Some(b) = s.busy.as_mut() {
+                b.body.extend_from_slice(&bytes[..k]);
+            }
             s.buf.extend_from_slice(&bytes[k..]);
             None
         }

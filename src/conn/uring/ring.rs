@@ -91,9 +91,16 @@ pub enum Op {
     SpliceOut,
     /// The half-close before lingering.
     Shutdown,
+    /// A CGI script's stdout read into its run's buffer.
+    CgiRead,
+    /// The request body written to a CGI script's stdin.
+    CgiWrite,
+    /// A finished CGI script's pidfd became readable: it exited (the token's slot is the
+    /// worker's orphan index, not a connection).
+    Reap,
 }
 
-const OPS: [Op; 9] = [
+const OPS: [Op; 12] = [
     Op::Ignore,
     Op::Accept,
     Op::Signal,
@@ -103,6 +110,9 @@ const OPS: [Op; 9] = [
     Op::SpliceIn,
     Op::SpliceOut,
     Op::Shutdown,
+    Op::CgiRead,
+    Op::CgiWrite,
+    Op::Reap,
 ];
 
 /// A completion's user data: the operation, the connection slot, and the slot's generation (a

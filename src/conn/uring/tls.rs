@@ -225,6 +225,9 @@ impl Worker {
                 }
                 continue;
             }
+            if b.cgi.is_some() {
+                return self.cgi_sent(idx);
+            }
             match b.span {
                 Some((_, 0)) => b.span = None,
                 Some(_) => {

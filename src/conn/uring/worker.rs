@@ -5,13 +5,14 @@
 //! connection cap and its shedding of idle connections (the accept layer's rules and back-off,
 //! `conn::accept`), the termination signals read through the ring, and the graceful drain.
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
+use super::cgi::Orphan;
 use super::ring::{self, BufRing, Op, Token};
 use super::timers::Deadlines;
 use super::tls::Tls;
@@ -66,8 +67,11 @@ pub struct Worker {
     /// Connections taking their last look, polled after the next turn.
     pub(super) looks: Vec<(u32, u16)>,
     accepts: Vec<Acceptor>,
-    /// The access log is on: accept one connection at a time with its address.
+    /// The access log is on, or CGI scripts are run (REMOTE_ADDR): accept one connection at a
+    /// time with its address.
     log_peers: bool,
+    /// CGI scripts whose run is over, waiting to be reaped (see [`super::cgi`]).
+    pub(super) orphans: Vec<Option<Orphan>>,
     signal: OwnedFd,
     siginfo: Box<[u8; std::mem::size_of::<libc::signalfd_siginfo>()]>,
     active: usize,
@@ -103,6 +107,7 @@ impl Worker {
         if sfd < 0 {
             return Err(io::Error::last_os_error());
         }
+        let log_peers = crate::access_log::enabled() || site.cgi().is_some();
         Ok(Worker {
             ring,
             bufs,
@@ -125,7 +130,8 @@ impl Worker {
                     peer: Box::new((unsafe { std::mem::zeroed() }, 0)),
                 })
                 .collect(),
-            log_peers: crate::access_log::enabled(),
+            log_peers,
+            orphans: Vec::new(),
             // SAFETY: the descriptor was just created.
             signal: unsafe { OwnedFd::from_raw_fd(sfd) },
             siginfo: Box::new([0; std::mem::size_of::<libc::signalfd_siginfo>()]),
@@ -160,6 +166,7 @@ impl Worker {
                 }
             }
             self.expire();
+            self.expire_orphans();
             for i in 0..self.accepts.len() {
                 if let Accept::BackOff(until) = self.accepts[i].state {
                     if self.now >= until {
@@ -197,10 +204,15 @@ impl Worker {
     /// the earliest deadline (`at_once`: not at all, only collecting what the kernel has).
     fn wait(&mut self, at_once: bool) -> io::Result<()> {
         self.bufs.publish();
-        let until = [self.timers.next(), self.drain_until, self.backoff_until()]
-            .into_iter()
-            .flatten()
-            .min();
+        let until = [
+            self.timers.next(),
+            self.drain_until,
+            self.backoff_until(),
+            self.orphan_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let timeout = if at_once {
             Some(Duration::ZERO)
         } else {
@@ -257,6 +269,7 @@ impl Worker {
             Op::Ignore => {}
             Op::Accept => self.on_accept(t.slot as usize, res, more),
             Op::Signal => self.begin_shutdown(self.signalled_upgrade()),
+            Op::Reap => self.on_reap(t.slot),
             op => {
                 let live = self
                     .slots
@@ -273,6 +286,8 @@ impl Worker {
                     Op::Send => self.on_send(t.slot, res),
                     Op::Read => self.on_read(t.slot, res),
                     Op::Shutdown => self.on_shutdown(t.slot),
+                    Op::CgiRead => self.on_cgi_read(t.slot, res),
+                    Op::CgiWrite => self.on_cgi_write(t.slot, res),
                     _ => self.on_splice(t.slot, op, res),
                 }
             }
@@ -356,11 +371,12 @@ impl Worker {
         // request the client has already sent.
         let fd = res as u32;
         let peer = if self.log_peers {
-            peer_ip(&self.accepts[i].peer)
+            peer_addr(&self.accepts[i].peer)
         } else {
             None
         };
         let idx = self.alloc_slot(fd, peer);
+        self.slots[idx as usize].listener = i.min(u8::MAX as usize) as u8;
         if let Some(config) = &self.tls {
             match Tls::new(config) {
                 Some(tls) => self.slots[idx as usize].tls = Some(tls),
@@ -378,7 +394,7 @@ impl Worker {
         self.arm_accept(i);
     }
 
-    fn alloc_slot(&mut self, fd: u32, peer: Option<IpAddr>) -> u32 {
+    fn alloc_slot(&mut self, fd: u32, peer: Option<SocketAddr>) -> u32 {
         let idx = self.free.pop().unwrap_or_else(|| {
             self.slots.push(Slot::free());
             (self.slots.len() - 1) as u32
@@ -395,6 +411,13 @@ impl Worker {
         };
         self.active += 1;
         idx
+    }
+
+    /// The address of the listener that accepted connection `idx` (a CGI script's SERVER_ADDR
+    /// and SERVER_PORT: a direct descriptor has no getsockname).
+    pub(super) fn local_addr(&self, idx: u32) -> Option<SocketAddr> {
+        let i = self.slots[idx as usize].listener as usize;
+        self.accepts.get(i)?.listener.local_addr().ok()
     }
 
     /// A connection's slot was freed: below the cap again, accepting resumes.
@@ -519,8 +542,10 @@ impl Worker {
             a.state = Accept::Stopped;
         }
         for idx in 0..self.slots.len() as u32 {
-            if self.slots[idx as usize].phase == (Phase::Read { idle: true }) {
-                self.drive(idx);
+            match self.slots[idx as usize].phase {
+                Phase::Read { idle: true } => self.drive(idx),
+                Phase::Cgi => self.cgi_stop(idx),
+                _ => {}
             }
         }
     }
@@ -538,20 +563,22 @@ fn listener_pending(listener: &TcpListener) -> bool {
 }
 
 /// The peer's address from an accept's sockaddr.
-fn peer_ip(peer: &(libc::sockaddr_storage, libc::socklen_t)) -> Option<IpAddr> {
+fn peer_addr(peer: &(libc::sockaddr_storage, libc::socklen_t)) -> Option<SocketAddr> {
     let ss = &peer.0;
     match ss.ss_family as libc::c_int {
         libc::AF_INET => {
             // SAFETY: the family says the storage holds a sockaddr_in.
             let sin = unsafe { &*(ss as *const _ as *const libc::sockaddr_in) };
-            Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
-                sin.sin_addr.s_addr,
-            ))))
+            let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+            let port = u16::from_be(sin.sin_port);
+            Some(SocketAddr::V4(SocketAddrV4::new(ip, port)))
         }
         libc::AF_INET6 => {
             // SAFETY: the family says the storage holds a sockaddr_in6.
             let sin6 = unsafe { &*(ss as *const _ as *const libc::sockaddr_in6) };
-            Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
+            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            let port = u16::from_be(sin6.sin6_port);
+            Some(SocketAddr::V6(SocketAddrV6::new(ip, port, 0, 0)))
         }
         _ => None,
     }
@@ -560,6 +587,7 @@ fn peer_ip(peer: &(libc::sockaddr_storage, libc::socklen_t)) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::IpAddr;
 
     #[test]
     fn peer_addresses_are_read_from_either_family() {
@@ -570,8 +598,10 @@ mod tests {
         let sin = unsafe { &mut *(&mut peer.0 as *mut _ as *mut libc::sockaddr_in) };
         sin.sin_family = libc::AF_INET as libc::sa_family_t;
         sin.sin_addr.s_addr = u32::from(Ipv4Addr::new(127, 0, 0, 1)).to_be();
-        assert_eq!(peer_ip(&peer), Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        sin.sin_port = 8080u16.to_be();
+        let want = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
+        assert_eq!(peer_addr(&peer), Some(want));
         peer.0.ss_family = libc::AF_UNIX as libc::sa_family_t;
-        assert_eq!(peer_ip(&peer), None);
+        assert_eq!(peer_addr(&peer), None);
     }
 }

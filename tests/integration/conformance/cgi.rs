@@ -33,8 +33,8 @@ const SCRIPTS: &[(&str, &str)] = &[
     ("headforever.sh", "exec yes 'X-Long: header'\n"),
 ];
 
-/// Runs `test` on every architecture that runs CGI scripts (`uring` refuses `--cgi-dir` at
-/// start-up: see `cgi_dir_refusals_are_clear`).
+/// Runs `test` on every architecture that runs CGI scripts (all of them now; one that did not
+/// would refuse `--cgi-dir` at start-up: see `cgi_dir_refusals_are_clear`).
 fn for_each_cgi_arch(test: impl Fn(&str)) {
     for_each_arch(|arch| {
         if archserve::arch::find(arch).is_some_and(|a| a.runs_cgi) {
@@ -443,6 +443,41 @@ fn cgi_scripts_are_killed_at_shutdown() {
             !alive
         });
         assert!(gone, "the script (pid {pid}) outlived the server");
+    });
+}
+
+/// A client that goes away while its script runs: the script is killed at its deadline
+/// (`--cgi-timeout`, the server does not watch the client meanwhile) and reaped, and the server
+/// goes on serving.
+#[test]
+fn cgi_scripts_of_clients_gone_are_killed_and_reaped() {
+    for_each_cgi_arch(|arch| {
+        let srv = cgi_server(arch, &["--cgi-timeout", "1"]);
+        let mut c = srv.connect();
+        c.send(&req("GET", "/cgi-bin/hang.sh", &[]));
+        let pid_file = srv.fixture.root.join("hang.pid");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut pid = None;
+        while pid.is_none() && Instant::now() < deadline {
+            pid = std::fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|s| s.trim().parse::<i32>().ok());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let pid = pid.expect("the script never started");
+        drop(c);
+        // Gone from /proc altogether: killed and reaped (an unreaped one stays as a zombie).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::path::Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "[{arch}] the script (pid {pid}) is still there: state {:?}",
+            proc_state(pid)
+        );
+        assert_eq!(get(&srv, "/cgi-bin/sized.sh").text(), "sized\n");
+        assert_no_zombies(&srv);
     });
 }
 
