@@ -6,6 +6,8 @@
 use std::process::{Command, Stdio};
 
 use super::with_date;
+use crate::http::conn::{Conn, Rules};
+use crate::shutdown::Stop;
 use crate::site::cgi::output::{parse_head, BadOutput, Framing};
 use crate::site::cgi::{Peer, Script};
 
@@ -118,6 +120,17 @@ pub enum Fed {
     Body,
 }
 
+/// What [`Relay::pass`] left to send.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Passed {
+    /// Nothing yet (the head is not whole).
+    Nothing,
+    /// The head, with the script's status, and any body bytes behind it.
+    Head(u16),
+    /// Framed body bytes (maybe none).
+    Body,
+}
+
 impl Relay {
     pub fn new(script: &Script) -> Relay {
         Relay {
@@ -138,6 +151,31 @@ impl Relay {
     /// The answer's end is the connection's (HTTP/1.0 without a length).
     pub fn closes(&self) -> bool {
         self.framing.is_some_and(|f| f.closes())
+    }
+
+    /// Takes `data` from the script's stdout and leaves in `out` everything to send now: when
+    /// the head just became whole, that head ended by the connection's state machine (which
+    /// decides keep-alive and writes `Connection`), then the framed body bytes.
+    pub fn pass(
+        &mut self,
+        data: &[u8],
+        (conn, rules): (&mut Conn, &Rules),
+        out: &mut Vec<u8>,
+    ) -> Result<Passed, Fail> {
+        out.clear();
+        match self.feed(data, out)? {
+            Fed::Nothing => Ok(Passed::Nothing),
+            Fed::Body => Ok(Passed::Body),
+            Fed::Head(mut head, status) => {
+                if self.closes() {
+                    conn.close_after_answer();
+                }
+                conn.finish_head(rules, &mut head, Stop.is_set());
+                head.extend_from_slice(out);
+                *out = head;
+                Ok(Passed::Head(status))
+            }
+        }
     }
 
     /// Takes `data` from the script's stdout; framed body bytes go to `out`.

@@ -9,7 +9,7 @@ use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 
-use super::cgi::{command, kill_group, Fail, Fed, Outcome, Relay, CHUNK};
+use super::cgi::{command, kill_group, Fail, Outcome, Passed, Relay, CHUNK};
 use crate::http::conn::{Conn, Rules};
 use crate::shutdown::Stop;
 use crate::site::cgi::{Peer, Running, Script};
@@ -124,19 +124,13 @@ async fn relay_output<S: Sink>(
         if n == 0 {
             break;
         }
-        out.clear();
-        match relay.feed(&buf[..n], &mut out) {
+        match relay.pass(&buf[..n], (&mut *conn, rules), &mut out) {
             Err(fail) => return Ok((Outcome::of(fail, relay.started()), status, relay.printed())),
-            Ok(Fed::Head(mut head, code)) => {
+            Ok(Passed::Head(code)) => {
                 status = code;
-                if relay.closes() {
-                    conn.close_after_answer();
-                }
-                conn.finish_head(rules, &mut head, Stop.is_set());
-                head.extend_from_slice(&out);
-                sink.send(&head).await?;
+                sink.send(&out).await?;
             }
-            Ok(Fed::Body) if !out.is_empty() => sink.send(&out).await?,
+            Ok(Passed::Body) if !out.is_empty() => sink.send(&out).await?,
             Ok(_) => {}
         }
     }

@@ -19,7 +19,7 @@ use io_uring::{opcode, squeue, types};
 
 use super::ring::{Op, Token};
 use super::{Phase, Worker};
-use crate::conn::cgi::{command, kill_group, Fail, Fed, Outcome, Relay, CHUNK};
+use crate::conn::cgi::{command, kill_group, Fail, Outcome, Passed, Relay, CHUNK};
 use crate::conn::{cgi_failure, log_request};
 use crate::shutdown::Stop;
 use crate::site::cgi::{Peer, Running, Script};
@@ -253,23 +253,18 @@ impl Worker {
             return self.cgi_eof(idx);
         }
         let mut out = std::mem::take(&mut b.out);
-        out.clear();
-        match run.relay.feed(&run.buf[..res as usize], &mut out) {
+        let passed = run
+            .relay
+            .pass(&run.buf[..res as usize], (&mut s.conn, &rules), &mut out);
+        b.out = out;
+        match passed {
             Err(fail) => {
                 let outcome = Outcome::of(fail, run.relay.started());
                 return self.cgi_end(idx, outcome);
             }
-            Ok(Fed::Head(mut head, code)) => {
-                run.status = code;
-                if run.relay.closes() {
-                    s.conn.close_after_answer();
-                }
-                s.conn.finish_head(&rules, &mut head, Stop.is_set());
-                head.extend_from_slice(&out);
-                b.out = head;
-            }
-            Ok(Fed::Body) => b.out = out,
-            Ok(Fed::Nothing) => return self.cgi_wait(idx),
+            Ok(Passed::Head(code)) => run.status = code,
+            Ok(Passed::Body) => {}
+            Ok(Passed::Nothing) => return self.cgi_wait(idx),
         }
         self.cgi_send(idx);
     }
