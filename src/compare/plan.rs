@@ -576,99 +576,74 @@ fn baseline_specs(
 /// Takes out the workloads a server cannot run here (a missing tool, a blocking architecture
 /// facing 1,000 clients at once), each with a note, and gives loadgen one target server.
 fn fit_workloads(servers: &mut [ServerSpec], tools: &Tools, notes: &mut Vec<String>) {
-    let no_cgi: Vec<String> = servers
-        .iter_mut()
-        .filter(|s| {
-            s.workloads.contains(&Workload::Cgi)
-                && match s.kind {
-                    Kind::Baseline(b, _) => b != Baseline::Lighttpd,
-                    Kind::Arch(a, _) => !a.runs_cgi,
-                }
-        })
-        .map(|s| {
-            s.workloads.retain(|&w| w != Workload::Cgi);
-            s.name.clone()
-        })
-        .collect();
-    if !no_cgi.is_empty() {
-        notes.push(format!(
-            "cgi: not run on {}: nginx has no CGI (FastCGI only, through a separate process \
-             manager; lighttpd's mod_cgi is the baseline)",
-            no_cgi.join(", ")
-        ));
-    }
-    let mut drop = |w: Workload, why: String, servers: &mut [ServerSpec]| {
-        let mut any = false;
-        for s in servers.iter_mut() {
-            any |= s.workloads.contains(&w);
-            s.workloads.retain(|&v| v != w);
-        }
-        if any {
-            notes.push(format!("{}: skipped: {why}", w.name()));
+    let mut note = |names: Vec<String>, text: &dyn Fn(String) -> String| {
+        if !names.is_empty() {
+            notes.push(text(names.join(", ")));
         }
     };
+    let no_cgi = take_out(servers, Workload::Cgi, |s| match s.kind {
+        Kind::Baseline(b, _) => b != Baseline::Lighttpd,
+        Kind::Arch(a, _) => !a.runs_cgi,
+    });
+    note(no_cgi, &|names| {
+        format!(
+            "cgi: not run on {names}: nginx has no CGI (FastCGI only, through a separate process \
+             manager; lighttpd's mod_cgi is the baseline)"
+        )
+    });
     if tools.perf.is_none() && tools.strace.is_none() {
-        drop(
-            Workload::Syscalls,
-            "neither perf nor strace is installed".into(),
-            servers,
-        );
+        let all = take_out(servers, Workload::Syscalls, |_| true);
+        note(all, &|_| {
+            "syscalls: skipped: neither perf nor strace is installed".into()
+        });
     }
     if tools.h2load.is_none() && tools.wrk.is_none() {
-        drop(
-            Workload::Loadgen,
-            "neither h2load nor wrk is installed".into(),
-            servers,
-        );
+        let all = take_out(servers, Workload::Loadgen, |_| true);
+        note(all, &|_| {
+            "loadgen: skipped: neither h2load nor wrk is installed".into()
+        });
     }
-    let no_upgrade: Vec<String> = servers
-        .iter_mut()
-        .filter(|s| s.workloads.contains(&Workload::Upgrade) && !s.upgradable())
-        .map(|s| {
-            s.workloads.retain(|&w| w != Workload::Upgrade);
-            s.name.clone()
-        })
-        .collect();
-    if !no_upgrade.is_empty() {
-        notes.push(format!(
-            "upgrade: not run on {}: lighttpd hands no listening socket to a new binary (its \
+    let no_upgrade = take_out(servers, Workload::Upgrade, |s| !s.upgradable());
+    note(no_upgrade, &|names| {
+        format!(
+            "upgrade: not run on {names}: lighttpd hands no listening socket to a new binary (its \
              SIGUSR1 reloads the configuration in the running one; a new binary is a stop and \
-             a start); nginx-deferred upgrades as nginx does, measured on plain nginx",
-            no_upgrade.join(", ")
-        ));
-    }
-    let no_tls: Vec<String> = servers
+             a start); nginx-deferred upgrades as nginx does, measured on plain nginx"
+        )
+    });
+    let no_tls = take_out(servers, Workload::Tls, |s| !s.serves_tls());
+    note(no_tls, &|names| {
+        format!("tls: not run on {names}: no HTTPS there (lighttpd: not configured for it here)")
+    });
+    let blocking = take_out(servers, Workload::IoBurst, ServerSpec::blocking);
+    note(blocking, &|names| {
+        format!(
+            "io-burst: not run on {names} (blocking: one client per worker at a time, so the burst \
+             takes clients/workers rounds of the wait)"
+        )
+    });
+    one_loadgen_target(servers);
+}
+
+/// Takes workload `w` out of every server that has it and `cannot` run it; their names.
+fn take_out(
+    servers: &mut [ServerSpec],
+    w: Workload,
+    cannot: impl Fn(&ServerSpec) -> bool,
+) -> Vec<String> {
+    servers
         .iter_mut()
-        .filter(|s| s.workloads.contains(&Workload::Tls) && !s.serves_tls())
+        .filter(|s| s.workloads.contains(&w) && cannot(s))
         .map(|s| {
-            s.workloads.retain(|&w| w != Workload::Tls);
+            s.workloads.retain(|&v| v != w);
             s.name.clone()
         })
-        .collect();
-    if !no_tls.is_empty() {
-        notes.push(format!(
-            "tls: not run on {}: no HTTPS there (lighttpd: not configured for \
-             it here)",
-            no_tls.join(", ")
-        ));
-    }
-    let blocking: Vec<String> = servers
-        .iter_mut()
-        .filter(|s| s.blocking() && s.workloads.contains(&Workload::IoBurst))
-        .map(|s| {
-            s.workloads.retain(|&w| w != Workload::IoBurst);
-            s.name.clone()
-        })
-        .collect();
-    if !blocking.is_empty() {
-        notes.push(format!(
-            "io-burst: not run on {} (blocking: one client per worker at a time, so the burst \
-             takes clients/workers rounds of the wait)",
-            blocking.join(", ")
-        ));
-    }
-    // One generator comparison is enough: against lighttpd when it runs (a server none of the
-    // generators is built with), else the first of ours.
+        .collect()
+}
+
+/// One generator comparison is enough: against lighttpd when it runs (a server none of the
+/// generators is built with), else the first of ours.
+fn one_loadgen_target(servers: &mut [ServerSpec]) {
     let target = servers
         .iter()
         .position(|s| {
