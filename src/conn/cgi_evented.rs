@@ -7,10 +7,13 @@ use std::io;
 use std::time::Instant;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
+use super::accept::Shared;
 use super::cgi::{command, kill_group, Fail, Outcome, Passed, Relay, CHUNK};
 use crate::http::conn::{Conn, Rules};
+use crate::http::Request;
 use crate::shutdown::Stop;
 use crate::site::cgi::{Peer, Running, Script};
 
@@ -18,6 +21,43 @@ use crate::site::cgi::{Peer, Running, Script};
 /// for writability under the executor's write timeout.
 pub trait Sink {
     fn send(&mut self, bytes: &[u8]) -> impl Future<Output = io::Result<()>> + Send;
+}
+
+/// The addresses a script is told of, and whether the connection is HTTPS.
+pub fn peer(stream: &TcpStream, https: bool) -> Peer {
+    Peer {
+        remote: stream.peer_addr().ok(),
+        local: stream.local_addr().ok(),
+        https,
+    }
+}
+
+/// Runs `script` for `req` on a connection from `peer`, its answer going to `sink`, and logs
+/// it unless it failed before answering (the executor then sends the failure's page, which is
+/// logged as any reply). The executor acts on the outcome.
+pub async fn serve<S: Sink>(
+    peer: Peer,
+    shared: &Shared,
+    (req, script, body): (&Request, &Script, Vec<u8>),
+    conn: &mut Conn,
+    sink: &mut S,
+) -> io::Result<Outcome> {
+    let rules = &shared.limits.rules;
+    let max = shared.site.cgi().map_or(1, |o| o.max_scripts);
+    let (outcome, status, printed) = run(
+        script,
+        body,
+        peer,
+        max,
+        (conn, rules),
+        sink,
+        &shared.stopping,
+    )
+    .await?;
+    if crate::access_log::enabled() && !matches!(outcome, Outcome::Failed(_)) {
+        super::log_request(peer.remote.map(|a| a.ip()), Some(req), status, printed);
+    }
+    Ok(outcome)
 }
 
 /// The script's process group is killed when the run ends however it ends (tokio reaps the

@@ -9,8 +9,8 @@
 //! request.
 //!
 //! The connection task's size is what every idle keep-alive connection costs, and a future is
-//! as large as its largest waiting state. So the task only waits for readiness (one `poll_fn`
-//! over the stream's readiness slot, a timer and the shutdown notices); everything that can be
+//! as large as its largest waiting state. So the task only waits for readiness (`wait::readable`:
+//! the stream's readiness slot, a timer and the shutdown notices); everything that can be
 //! done without waiting is done by [`drive`], a plain function, and every rare or bulky wait (a
 //! body to drop, a workload, a reply the socket does not take at once, a refusal, a linger) is a
 //! boxed future, allocated only when it happens. `connection_task_stays_small` keeps it so.
@@ -20,7 +20,6 @@ use std::io;
 use std::os::fd::AsFd;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tokio::io::Interest;
@@ -30,11 +29,12 @@ use tokio::time::timeout;
 use super::accept::Shared;
 use super::cgi::Outcome;
 use super::cgi_evented::Sink;
+use super::wait::{self, Wait};
 use super::{after_work, cgi_failure, log_request, plan, plan_at_head, refusal, READ_CHUNK};
 use crate::http::conn::{Conn, Step, LINGER, LINGER_BYTES};
 use crate::http::Request;
 use crate::shutdown::Stop;
-use crate::site::cgi::{Peer, Script};
+use crate::site::cgi::Script;
 use crate::site::{Body, Part, Plan, Reply, Work};
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -70,15 +70,6 @@ enum Read {
     /// shutdown's last look (the stop notice can wake the task before the reactor has seen the
     /// request's readiness).
     Raw,
-}
-
-/// Why the idle wait returned.
-enum Wait {
-    Ready,
-    /// Readable, and the notice had come too: it is handed on (see `serve`).
-    ReadyNoticed,
-    TimedOut,
-    Stopping,
 }
 
 /// Serves one connection to its end, then drops `guard` (the accept layer counts live
@@ -123,59 +114,18 @@ pub fn serve<G: Send + 'static>(
                 // Idle: give the buffer back while we wait.
                 buf = Vec::new();
             }
-            // Wait for bytes, the deadline or (idle) shutdown and shedding: one poll_fn over the
-            // stream's own readiness slot, a timer and the notice, written here rather than as
-            // a future of its own, which would keep copies of its arguments in every task.
-            let sleep = tokio::time::sleep_until(deadline.into());
-            tokio::pin!(sleep);
-            // A new connection is closed by shutdown only, a kept-alive one also to make room.
-            let notice = if conn.served() == 0 {
-                &shared.stopping
-            } else {
-                &shared.close_idle
-            };
-            let notified = notice.notified();
-            tokio::pin!(notified);
-            // Registered before the flag is checked, so a notice sent in between is not missed.
-            if idle {
-                notified.as_mut().enable();
-            }
-            let waited = std::future::poll_fn(|cx| {
-                if idle && Stop.closes_idle() {
-                    return Poll::Ready(Ok(Wait::Stopping));
-                }
-                if let Poll::Ready(r) = stream.poll_read_ready(cx) {
-                    let noticed = idle && notified.as_mut().poll(cx).is_ready();
-                    let ready = if noticed {
-                        Wait::ReadyNoticed
-                    } else {
-                        Wait::Ready
-                    };
-                    return Poll::Ready(r.map(|()| ready));
-                }
-                if sleep.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Ok(Wait::TimedOut));
-                }
-                if idle && notified.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Ok(Wait::Stopping));
-                }
-                Poll::Pending
-            })
-            .await;
-            match waited {
+            match wait::readable(
+                &stream,
+                wait::notice(&shared, conn.served()),
+                deadline,
+                idle,
+            )
+            .await
+            {
                 Ok(Wait::Ready) => read = Read::Ready,
-                // A shedding notice this wait already took (`enable` takes a stored one) is
-                // handed on, not dropped with it: the acceptor at the cap waits for a close,
-                // and a lost notice held it (and the connection queued behind it) until the
-                // idle timeout (75 s).
-                Ok(Wait::ReadyNoticed) => {
-                    notice.notify_one();
-                    read = Read::Ready;
-                }
                 Ok(Wait::TimedOut) => conn.on_timeout(),
-                // Woken to make room under the connection cap: close.
-                Ok(Wait::Stopping) if !Stop.closes_idle() => return,
-                // Shutdown: the state machine asks for a last look.
+                Ok(Wait::Shed) => return,
+                // The state machine asks for a last look.
                 Ok(Wait::Stopping) => {}
                 Err(e) => return tracing::debug!("connection ended: {e}"),
             }
@@ -488,42 +438,18 @@ async fn cgi(
     script: &Script,
     body: Vec<u8>,
 ) -> io::Result<Flow> {
-    let peer = Peer {
-        remote: stream.peer_addr().ok(),
-        local: stream.local_addr().ok(),
-        https: false,
-    };
-    let rules = &shared.limits.rules;
-    let max = shared.site.cgi().map_or(1, |o| o.max_scripts);
     let mut sink = Plain {
         stream,
-        wt: rules.write_timeout,
+        wt: shared.limits.rules.write_timeout,
     };
-    let (outcome, status, printed) = super::cgi_evented::run(
-        script,
-        body,
-        peer,
-        max,
-        (conn, rules),
-        &mut sink,
-        &shared.stopping,
-    )
-    .await?;
-    let log = |status| {
-        if crate::access_log::enabled() {
-            log_request(peer.remote.map(|a| a.ip()), Some(req), status, printed);
-        }
-    };
-    match outcome {
+    let job = (req, script, body);
+    let peer = super::cgi_evented::peer(stream, false);
+    match super::cgi_evented::serve(peer, shared, job, conn, &mut sink).await? {
         Outcome::Sent => {
-            log(status);
             conn.written(Instant::now(), buf);
             Ok(Flow::Continue)
         }
-        Outcome::Cut => {
-            log(status);
-            Ok(Flow::End)
-        }
+        Outcome::Cut => Ok(Flow::End),
         Outcome::Failed(fail) => {
             let reply = cgi_failure(&shared.site, fail, script.head_only);
             send(stream, shared, conn, buf, reply, Some(req)).await

@@ -16,7 +16,6 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::io::{self, Read, Write};
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tokio::io::Interest;
@@ -27,11 +26,12 @@ use super::cgi::Outcome;
 use super::cgi_evented::Sink;
 use super::evented::{linger, log_reply, work_reply, writable};
 use super::tls::Session;
-use super::{cgi_failure, log_request, plan, plan_at_head, refusal, READ_CHUNK};
+use super::wait::{self, Wait};
+use super::{cgi_failure, plan, plan_at_head, refusal, READ_CHUNK};
 use crate::http::conn::{Conn, Step};
 use crate::http::Request;
 use crate::shutdown::Stop;
-use crate::site::cgi::{Peer, Script};
+use crate::site::cgi::Script;
 use crate::site::{Body, Part, Plan, Reply};
 
 thread_local! {
@@ -99,13 +99,6 @@ impl Write for Sock<'_> {
     }
 }
 
-/// Why the wait for bytes returned.
-enum Wait {
-    Ready,
-    TimedOut,
-    Stopping,
-}
-
 struct Tls {
     stream: TcpStream,
     session: Box<Session>,
@@ -123,7 +116,7 @@ impl Tls {
         let mut planned: Option<Plan> = None;
         let mut body = Vec::new();
         loop {
-            match conn.poll(rules, Instant::now(), &self.buf, Stop.is_set()) {
+            match conn.poll(rules, Instant::now(), &self.buf, Stop.closes_idle()) {
                 Step::Read { deadline, idle } => {
                     if !self.read(&mut conn, shared, deadline, idle).await? {
                         return Ok(());
@@ -226,57 +219,24 @@ impl Tls {
             if self.buf.is_empty() && self.buf.capacity() > 0 {
                 self.buf = Vec::new();
             }
-            match self.wait(shared, &*conn, deadline, idle).await? {
+            match wait::readable(
+                &self.stream,
+                wait::notice(shared, conn.served()),
+                deadline,
+                idle,
+            )
+            .await?
+            {
                 Wait::Ready => {}
                 Wait::TimedOut => {
                     conn.on_timeout();
                     return Ok(true);
                 }
-                // Woken to make room under the connection cap: close.
-                Wait::Stopping if !Stop.is_set() => return Ok(false),
-                // Shutdown: the state machine asks for a last look.
+                Wait::Shed => return Ok(false),
+                // The state machine asks for a last look.
                 Wait::Stopping => return Ok(true),
             }
         }
-    }
-
-    /// Waits for readability, the deadline, or (idle) a shutdown or shedding notice (the same
-    /// wait as the plain executor's).
-    async fn wait(
-        &self,
-        shared: &Shared,
-        conn: &Conn,
-        deadline: Instant,
-        idle: bool,
-    ) -> io::Result<Wait> {
-        let sleep = tokio::time::sleep_until(deadline.into());
-        tokio::pin!(sleep);
-        let notice = if conn.served() == 0 {
-            &shared.stopping
-        } else {
-            &shared.close_idle
-        };
-        let notified = notice.notified();
-        tokio::pin!(notified);
-        if idle {
-            notified.as_mut().enable();
-        }
-        std::future::poll_fn(|cx| {
-            if idle && Stop.is_set() {
-                return Poll::Ready(Ok(Wait::Stopping));
-            }
-            if let Poll::Ready(r) = self.stream.poll_read_ready(cx) {
-                return Poll::Ready(r.map(|()| Wait::Ready));
-            }
-            if sleep.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Ok(Wait::TimedOut));
-            }
-            if idle && notified.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Ok(Wait::Stopping));
-            }
-            Poll::Pending
-        })
-        .await
     }
 
     /// Writes every queued record, waiting for writability (each wait up to `wt`).
@@ -319,31 +279,11 @@ impl Tls {
         script: &Script,
         body: Vec<u8>,
     ) -> io::Result<bool> {
-        let peer = Peer {
-            remote: self.stream.peer_addr().ok(),
-            local: self.stream.local_addr().ok(),
-            https: true,
-        };
-        let rules = &shared.limits.rules;
-        let max = shared.site.cgi().map_or(1, |o| o.max_scripts);
-        let mut sink = Sealed {
-            tls: self,
-            wt: rules.write_timeout,
-        };
-        let (outcome, status, printed) = super::cgi_evented::run(
-            script,
-            body,
-            peer,
-            max,
-            (conn, rules),
-            &mut sink,
-            &shared.stopping,
-        )
-        .await?;
-        if crate::access_log::enabled() && !matches!(outcome, Outcome::Failed(_)) {
-            log_request(peer.remote.map(|a| a.ip()), Some(req), status, printed);
-        }
-        match outcome {
+        let wt = shared.limits.rules.write_timeout;
+        let peer = super::cgi_evented::peer(&self.stream, true);
+        let mut sink = Sealed { tls: self, wt };
+        let job = (req, script, body);
+        match super::cgi_evented::serve(peer, shared, job, conn, &mut sink).await? {
             Outcome::Sent => {
                 conn.written(Instant::now(), &self.buf);
                 Ok(true)

@@ -16,6 +16,7 @@ pub mod evented;
 pub mod evented_tls;
 pub mod tls;
 pub mod uring;
+mod wait;
 
 use std::cell::RefCell;
 use std::net::IpAddr;
