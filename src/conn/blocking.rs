@@ -19,8 +19,9 @@ use crate::shutdown::Stop;
 use crate::site::{Body, Part, Plan, Reply, Site, Work};
 
 use super::cgi::Outcome;
+use super::exchange::Exchange;
 use super::tls::Session;
-use super::{after_work, cgi_failure, log_request, plan, plan_at_head, refusal, READ_CHUNK};
+use super::{after_work, cgi_failure, log_request, refusal, READ_CHUNK};
 use crate::site::cgi::{Peer, Script};
 
 /// While idle, wake this often to notice a shutdown (cheap: a handful of workers).
@@ -72,30 +73,20 @@ impl Blocking {
         // TCP_NODELAY comes from the listener (see listener::bind).
         self.stream.set_write_timeout(Some(rules.write_timeout))?;
         let mut conn = Conn::new(Instant::now());
-        let mut request: Option<Request> = None;
-        // With a CGI folder: the plan made at the head, and the body kept for a script.
-        let mut planned: Option<Plan> = None;
-        let mut body = Vec::new();
+        let mut ex = Exchange::default();
         loop {
-            match conn.poll(rules, Instant::now(), &self.buf, stop.closes_idle()) {
+            let step = conn.poll(rules, Instant::now(), &self.buf, stop.closes_idle());
+            let Some(step) = ex.take(site, &mut conn, &mut self.buf, step) else {
+                continue;
+            };
+            match step {
                 Step::Read { deadline, idle } => self.read(&mut conn, deadline, idle, stop)?,
                 Step::LastLook => self.last_look(&mut conn)?,
-                Step::Request(req, used) => {
-                    self.buf.drain(..used);
-                    planned = plan_at_head(site, &req, &mut conn);
-                    request = Some(req);
-                }
-                Step::Discard(n) => {
-                    self.buf.drain(..n);
-                }
-                Step::Body(n) => body.extend(self.buf.drain(..n)),
                 Step::Respond => {
-                    let Some(req) = request.take() else {
+                    let Some((req, planned, body)) = ex.answer(site) else {
                         return Ok(());
                     };
-                    let planned = planned.take().unwrap_or_else(|| plan(site, &req));
                     if let Plan::Cgi(script) = planned {
-                        let body = std::mem::take(&mut body);
                         if !self.cgi(&mut conn, (site, rules), &req, &script, body, stop)? {
                             return Ok(());
                         }
@@ -118,6 +109,8 @@ impl Blocking {
                     }
                     return Ok(());
                 }
+                // Taken by the exchange.
+                Step::Request(..) | Step::Discard(_) | Step::Body(_) => {}
             }
         }
     }

@@ -103,6 +103,8 @@ pub struct Relay {
     framing: Option<Framing>,
     /// Body bytes printed so far.
     printed: u64,
+    /// The script's status, once its head was sent.
+    status: u16,
     max_output: u64,
     head_only: bool,
     http10: bool,
@@ -137,6 +139,7 @@ impl Relay {
             pending: Vec::new(),
             framing: None,
             printed: 0,
+            status: 0,
             max_output: script.max_output,
             head_only: script.head_only,
             http10: script.http10,
@@ -173,6 +176,7 @@ impl Relay {
                 conn.finish_head(rules, &mut head, Stop.is_set());
                 head.extend_from_slice(out);
                 *out = head;
+                self.status = status;
                 Ok(Passed::Head(status))
             }
         }
@@ -212,6 +216,24 @@ impl Relay {
     /// Body bytes the script printed (for the access log).
     pub fn printed(&self) -> u64 {
         self.printed
+    }
+
+    /// How a run ended by `fail` ends, with the status sent (0 if none) and the body bytes
+    /// printed.
+    pub fn failed(&self, fail: Fail) -> (Outcome, u16, u64) {
+        (Outcome::of(fail, self.started()), self.status, self.printed)
+    }
+
+    /// The script's stdout ended: how the run ends, with the status sent and the body bytes
+    /// printed; unless it failed, `out` holds the body's end, to send.
+    pub fn end(&mut self, out: &mut Vec<u8>) -> (Outcome, u16, u64) {
+        out.clear();
+        let outcome = match self.finish(out) {
+            Err(fail) => Outcome::Failed(fail),
+            Ok(true) => Outcome::Sent,
+            Ok(false) => Outcome::Cut,
+        };
+        (outcome, self.status, self.printed)
     }
 }
 

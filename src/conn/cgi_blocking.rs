@@ -60,12 +60,11 @@ pub fn run(
         return Ok((Outcome::Failed(Fail::Spawn), 0, 0));
     };
     let mut relay = Relay::new(script);
-    let mut status = 0;
     let mut buf = vec![0u8; CHUNK];
     let mut out = Vec::with_capacity(CHUNK + 32);
     loop {
         if let Err(fail) = wait_readable(&stdout, deadline) {
-            return Ok((Outcome::of(fail, relay.started()), status, relay.printed()));
+            return Ok(relay.failed(fail));
         }
         let n = match stdout.read(&mut buf) {
             Ok(n) => n,
@@ -76,29 +75,17 @@ pub fn run(
             break;
         }
         match relay.pass(&buf[..n], (&mut *conn, rules), &mut out) {
-            Err(fail) => return Ok((Outcome::of(fail, relay.started()), status, relay.printed())),
-            Ok(Passed::Head(code)) => {
-                status = code;
-                send(&out)?;
-            }
-            Ok(Passed::Body) if !out.is_empty() => send(&out)?,
+            Err(fail) => return Ok(relay.failed(fail)),
+            Ok(Passed::Head(_) | Passed::Body) if !out.is_empty() => send(&out)?,
             Ok(_) => {}
         }
     }
-    out.clear();
-    let outcome = match relay.finish(&mut out) {
-        Err(fail) => Outcome::Failed(fail),
-        Ok(whole) => {
-            send(&out)?;
-            if whole {
-                Outcome::Sent
-            } else {
-                Outcome::Cut
-            }
-        }
-    };
+    let ended = relay.end(&mut out);
+    if !matches!(ended.0, Outcome::Failed(_)) {
+        send(&out)?;
+    }
     reap(&mut child.0, deadline);
-    Ok((outcome, status, relay.printed()))
+    Ok(ended)
 }
 
 /// Waits until the script's stdout is readable (or closed), its deadline passes, or shutdown.

@@ -141,7 +141,6 @@ async fn relay_output<S: Sink>(
         return Ok((Outcome::Failed(Fail::Spawn), 0, 0));
     };
     let mut relay = Relay::new(script);
-    let mut status = 0;
     let mut buf = vec![0u8; CHUNK];
     let mut out = Vec::with_capacity(CHUNK + 32);
     loop {
@@ -159,32 +158,20 @@ async fn relay_output<S: Sink>(
         };
         let n = match read {
             Ok(n) => n,
-            Err(fail) => return Ok((Outcome::of(fail, relay.started()), status, relay.printed())),
+            Err(fail) => return Ok(relay.failed(fail)),
         };
         if n == 0 {
             break;
         }
         match relay.pass(&buf[..n], (&mut *conn, rules), &mut out) {
-            Err(fail) => return Ok((Outcome::of(fail, relay.started()), status, relay.printed())),
-            Ok(Passed::Head(code)) => {
-                status = code;
-                sink.send(&out).await?;
-            }
-            Ok(Passed::Body) if !out.is_empty() => sink.send(&out).await?,
+            Err(fail) => return Ok(relay.failed(fail)),
+            Ok(Passed::Head(_) | Passed::Body) if !out.is_empty() => sink.send(&out).await?,
             Ok(_) => {}
         }
     }
-    out.clear();
-    let outcome = match relay.finish(&mut out) {
-        Err(fail) => Outcome::Failed(fail),
-        Ok(whole) => {
-            sink.send(&out).await?;
-            if whole {
-                Outcome::Sent
-            } else {
-                Outcome::Cut
-            }
-        }
-    };
-    Ok((outcome, status, relay.printed()))
+    let ended = relay.end(&mut out);
+    if !matches!(ended.0, Outcome::Failed(_)) {
+        sink.send(&out).await?;
+    }
+    Ok(ended)
 }

@@ -25,9 +25,10 @@ use super::accept::Shared;
 use super::cgi::Outcome;
 use super::cgi_evented::Sink;
 use super::evented::{linger, log_reply, work_reply, writable};
+use super::exchange::Exchange;
 use super::tls::Session;
 use super::wait::{self, Wait};
-use super::{cgi_failure, plan, plan_at_head, refusal, READ_CHUNK};
+use super::{cgi_failure, refusal, READ_CHUNK};
 use crate::http::conn::{Conn, Step};
 use crate::http::Request;
 use crate::shutdown::Stop;
@@ -111,12 +112,13 @@ impl Tls {
     async fn run(&mut self, shared: &Shared) -> io::Result<()> {
         let rules = &shared.limits.rules;
         let mut conn = Conn::new(Instant::now());
-        let mut request: Option<Request> = None;
-        // With a CGI folder: the plan made at the head, and the body kept for a script.
-        let mut planned: Option<Plan> = None;
-        let mut body = Vec::new();
+        let mut ex = Exchange::default();
         loop {
-            match conn.poll(rules, Instant::now(), &self.buf, Stop.closes_idle()) {
+            let step = conn.poll(rules, Instant::now(), &self.buf, Stop.closes_idle());
+            let Some(step) = ex.take(&shared.site, &mut conn, &mut self.buf, step) else {
+                continue;
+            };
+            match step {
                 Step::Read { deadline, idle } => {
                     if !self.read(&mut conn, shared, deadline, idle).await? {
                         return Ok(());
@@ -130,22 +132,11 @@ impl Tls {
                         Err(e) => return Err(e),
                     };
                 }
-                Step::Request(req, used) => {
-                    self.buf.drain(..used);
-                    planned = plan_at_head(&shared.site, &req, &mut conn);
-                    request = Some(req);
-                }
-                Step::Discard(n) => {
-                    self.buf.drain(..n);
-                }
-                Step::Body(n) => body.extend(self.buf.drain(..n)),
                 Step::Respond => {
-                    let Some(req) = request.take() else {
+                    let Some(job) = ex.answer(&shared.site) else {
                         return Ok(());
                     };
-                    let planned = planned.take();
-                    let body = std::mem::take(&mut body);
-                    if !Box::pin(self.respond(&mut conn, shared, req, planned, body)).await? {
+                    if !Box::pin(self.respond(&mut conn, shared, job)).await? {
                         return Ok(());
                     }
                 }
@@ -163,6 +154,8 @@ impl Tls {
                     }
                     return Ok(());
                 }
+                // Taken by the exchange.
+                Step::Request(..) | Step::Discard(_) | Step::Body(_) => {}
             }
         }
     }
@@ -251,17 +244,15 @@ impl Tls {
         }
     }
 
-    /// Answers a request as `planned` (planned now if not yet; running its workload or CGI
-    /// script first) and writes the reply.
+    /// Answers a request as planned (running its workload or CGI script first) and writes the
+    /// reply.
     async fn respond(
         &mut self,
         conn: &mut Conn,
         shared: &Shared,
-        req: Request,
-        planned: Option<Plan>,
-        body: Vec<u8>,
+        (req, planned, body): (Request, Plan, Vec<u8>),
     ) -> io::Result<bool> {
-        let reply = match planned.unwrap_or_else(|| plan(&shared.site, &req)) {
+        let reply = match planned {
             Plan::Reply(reply) => reply,
             Plan::Work(work) => work_reply(shared, &req, work).await,
             Plan::Cgi(script) => return self.cgi(conn, shared, &req, &script, body).await,

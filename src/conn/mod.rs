@@ -14,6 +14,7 @@ pub mod cgi_blocking;
 pub mod cgi_evented;
 pub mod evented;
 pub mod evented_tls;
+pub mod exchange;
 pub mod tls;
 pub mod uring;
 mod wait;
