@@ -208,18 +208,6 @@ impl ServeArgs {
                 arch.name
             ));
         }
-        if self.tls_cert.is_some() && !arch.serves_tls {
-            return Err(format!(
-                "--arch {} does not serve HTTPS yet; use --arch hybrid",
-                arch.name
-            ));
-        }
-        if self.cgi_dir.is_some() && !arch.runs_cgi {
-            return Err(format!(
-                "--arch {} does not run CGI scripts yet; use another architecture",
-                arch.name
-            ));
-        }
         let tls = match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => Some(crate::tls::Tls::load(cert, key)?),
             (None, None) => None,

@@ -11,8 +11,6 @@ pub const ARCH: Arch = Arch {
     workers: Workers::One,
     idle_timeout: EVENTED_IDLE,
     multi_process: false,
-    serves_tls: true,
-    runs_cgi: true,
     run,
 };
 

@@ -17,8 +17,6 @@ pub const ARCH: Arch = Arch {
     workers: Workers::Cpus,
     idle_timeout: EVENTED_IDLE,
     multi_process: true,
-    serves_tls: true,
-    runs_cgi: true,
     run,
 };
 

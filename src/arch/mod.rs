@@ -76,10 +76,6 @@ pub struct Arch {
     pub idle_timeout: Duration,
     /// Whether it runs several processes (and so can use `--reuseport`).
     pub multi_process: bool,
-    /// Whether it serves HTTPS (`--tls-cert`); the others refuse it at start-up.
-    pub serves_tls: bool,
-    /// Whether it runs CGI scripts (`--cgi-dir`); the others refuse it at start-up.
-    pub runs_cgi: bool,
     /// Runs until a termination signal has been handled and in-flight work finished (or the
     /// grace period ran out).
     pub run: fn(Server) -> io::Result<()>,

@@ -16,8 +16,6 @@ pub const ARCH: Arch = Arch {
     workers: Workers::Five,
     idle_timeout: BLOCKING_IDLE,
     multi_process: true,
-    serves_tls: true,
-    runs_cgi: true,
     run,
 };
 

@@ -21,8 +21,6 @@ pub const ARCH: Arch = Arch {
     workers: Workers::Five,
     idle_timeout: BLOCKING_IDLE,
     multi_process: false,
-    serves_tls: true,
-    runs_cgi: true,
     run,
 };
 

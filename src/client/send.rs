@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail};
 use clap::Args;
 
-use super::http1::ResponseParser;
+use super::http1::{BadResponse, ResponseParser};
 use super::target::host_header;
 use super::tls::{describe, rustls_error, ClientTls, TlsArgs};
 
@@ -227,26 +227,25 @@ fn exchange(
     stream
         .write_all(request)
         .map_err(|e| io_error(e, "sending the request", 0))?;
-    let mut parser = ResponseParser::new(heads[0]);
-    let mut parsed = 0; // bytes of `received` already framed
-    let mut done = 0; // complete responses
+    let mut framing = Framing::new(heads);
     let mut chunk = [0u8; 16 * 1024];
-    let mut bad = None;
     loop {
-        if done == heads.len() && !until_close {
-            if received.len() > parsed {
+        if framing.all_done() && !until_close {
+            if received.len() > framing.parsed {
                 eprintln!(
                     "warning: {} bytes arrived after the last response",
-                    received.len() - parsed
+                    received.len() - framing.parsed
                 );
             }
             return Ok(());
         }
-        let wait = match bad {
+        let wait = match framing.bad {
             Some(_) => remaining(deadline)
                 .unwrap_or(Duration::ZERO)
                 .min(DRAIN_AFTER_ERROR),
-            None => remaining(deadline).map_err(|_| timed_out(done, heads.len(), received))?,
+            None => {
+                remaining(deadline).map_err(|_| timed_out(framing.done, heads.len(), received))?
+            }
         };
         if wait.is_zero() {
             break;
@@ -254,50 +253,91 @@ fn exchange(
         stream.set_read_timeout(Some(wait))?;
         let n = match stream.read(&mut chunk) {
             Ok(n) => n,
-            Err(e) if bad.is_some() && is_timeout(&e) => break,
-            Err(e) if is_timeout(&e) => return Err(timed_out(done, heads.len(), received)),
+            Err(e) if framing.bad.is_some() && is_timeout(&e) => break,
+            Err(e) if is_timeout(&e) => return Err(timed_out(framing.done, heads.len(), received)),
             Err(e) => return Err(io_error(e, "waiting for the response", received.len())),
         };
         if n == 0 {
-            if bad.is_none() && done < heads.len() {
-                if parser.eof() {
-                    done += 1;
-                }
-                if done < heads.len() {
-                    bail!(
-                        "connection closed by the server after {} bytes, before response {} of {} was complete",
-                        received.len(),
-                        done + 1,
-                        heads.len()
-                    );
-                }
-            }
+            framing.closed(received.len())?;
             break;
         }
         received.extend_from_slice(&chunk[..n]);
-        while bad.is_none() && done < heads.len() && parsed < received.len() {
-            match parser.feed(&received[parsed..]) {
-                Ok(fed) => {
-                    parsed += fed.used;
-                    if !fed.done {
-                        break;
-                    }
-                    done += 1;
-                    if done < heads.len() {
-                        parser = ResponseParser::new(heads[done]);
-                    }
-                }
-                Err(e) => bad = Some(e),
-            }
-        }
+        framing.feed(received);
     }
-    match bad {
+    match framing.bad {
         Some(e) => bail!("the response is not valid HTTP/1.1: {e}"),
-        None if until_close || done == heads.len() => Ok(()),
+        None if until_close || framing.all_done() => Ok(()),
         None => bail!(
             "timed out waiting for the response ({} bytes received)",
             received.len()
         ),
+    }
+}
+
+/// The responses framed in the bytes received so far, one per entry of `heads`.
+struct Framing<'a> {
+    heads: &'a [bool],
+    parser: ResponseParser,
+    /// Bytes received and already framed.
+    parsed: usize,
+    /// Complete responses.
+    done: usize,
+    /// The first framing error: what follows is drained briefly, then it is reported.
+    bad: Option<BadResponse>,
+}
+
+impl<'a> Framing<'a> {
+    fn new(heads: &'a [bool]) -> Framing<'a> {
+        Framing {
+            heads,
+            parser: ResponseParser::new(heads[0]),
+            parsed: 0,
+            done: 0,
+            bad: None,
+        }
+    }
+
+    fn all_done(&self) -> bool {
+        self.done == self.heads.len()
+    }
+
+    /// Frames what arrived since the last call (`received`: every byte so far).
+    fn feed(&mut self, received: &[u8]) {
+        while self.bad.is_none() && !self.all_done() && self.parsed < received.len() {
+            match self.parser.feed(&received[self.parsed..]) {
+                Ok(fed) => {
+                    self.parsed += fed.used;
+                    if !fed.done {
+                        break;
+                    }
+                    self.done += 1;
+                    if !self.all_done() {
+                        self.parser = ResponseParser::new(self.heads[self.done]);
+                    }
+                }
+                Err(e) => self.bad = Some(e),
+            }
+        }
+    }
+
+    /// The server closed the connection after `received` bytes: a body delimited by the close
+    /// ends here, and a response still missing is an error.
+    fn closed(&mut self, received: usize) -> anyhow::Result<()> {
+        if self.bad.is_some() || self.all_done() {
+            return Ok(());
+        }
+        if self.parser.eof() {
+            self.done += 1;
+        }
+        if !self.all_done() {
+            bail!(
+                "connection closed by the server after {received} bytes, before response {} of {} \
+                 was complete",
+                self.done + 1,
+                self.heads.len()
+            );
+        }
+        Ok(())
     }
 }
 

@@ -192,12 +192,9 @@ impl ServerSpec {
         matches!(self.kind, Kind::Arch(a, _) if a.idle_timeout == arch::BLOCKING_IDLE)
     }
 
-    /// Whether the tls workload runs on it: ours that serve HTTPS, and nginx.
+    /// Whether the tls workload runs on it: every architecture, and nginx.
     pub fn serves_tls(&self) -> bool {
-        match self.kind {
-            Kind::Arch(a, _) => a.serves_tls,
-            Kind::Baseline(b, _) => b != Baseline::Lighttpd,
-        }
+        !matches!(self.kind, Kind::Baseline(Baseline::Lighttpd, _))
     }
 
     /// Whether the upgrade workload runs on it: ours, and plain nginx (`USR2` + `QUIT`).
@@ -581,10 +578,11 @@ fn fit_workloads(servers: &mut [ServerSpec], tools: &Tools, notes: &mut Vec<Stri
             notes.push(text(names.join(", ")));
         }
     };
-    let no_cgi = take_out(servers, Workload::Cgi, |s| match s.kind {
-        Kind::Baseline(b, _) => b != Baseline::Lighttpd,
-        Kind::Arch(a, _) => !a.runs_cgi,
-    });
+    let no_cgi = take_out(
+        servers,
+        Workload::Cgi,
+        |s| matches!(s.kind, Kind::Baseline(b, _) if b != Baseline::Lighttpd),
+    );
     note(no_cgi, &|names| {
         format!(
             "cgi: not run on {names}: nginx has no CGI (FastCGI only, through a separate process \

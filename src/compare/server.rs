@@ -226,28 +226,8 @@ impl Running {
                 let _ = std::fs::remove_file(stale);
             }
         }
-        own_group(&mut cmd);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log_file);
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("starting {:?}", cmd.get_program()))?;
+        let (child, lines) = spawn_with_lines(cmd, log_file)?;
         let pid = Pid::from_raw(child.id() as i32);
-        live().push(pid);
-        let stdout = child.stdout.take();
-        // Every stdout line, from every process of the server, so none blocks on a full pipe:
-        // the first is ours' "Server listening on ADDR".
-        let (tx, lines) = mpsc::channel();
-        if let Some(out) = stdout {
-            std::thread::spawn(move || {
-                for line in BufReader::new(out).lines() {
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
         let mut running = Running {
             name: spec.name.clone(),
             child,
@@ -262,16 +242,7 @@ impl Running {
             lines,
         };
         if known.is_none() {
-            let line = match running.lines.recv_timeout(START_TIMEOUT) {
-                Ok(Ok(line)) => line,
-                _ => bail!("did not print its address{}", running.log_tail()),
-            };
-            // `Server listening on ADDR[, ADDR...]`: the load goes to the first.
-            running.addr = line
-                .strip_prefix("Server listening on ")
-                .and_then(|a| a.split(", ").next())
-                .and_then(|a| a.trim().parse().ok())
-                .ok_or_else(|| anyhow!("unexpected first line {line:?}{}", running.log_tail()))?;
+            running.addr = running.announced_addr()?;
         }
         if daemon {
             running.adopt_daemon()?;
@@ -282,6 +253,19 @@ impl Running {
         };
         running.wait_ready(&plan.p.static_path, client)?;
         Ok(running)
+    }
+
+    /// The address ours announces on its first stdout line, `Server listening on ADDR[, ADDR...]`:
+    /// the load goes to the first.
+    fn announced_addr(&self) -> anyhow::Result<SocketAddr> {
+        let line = match self.lines.recv_timeout(START_TIMEOUT) {
+            Ok(Ok(line)) => line,
+            _ => bail!("did not print its address{}", self.log_tail()),
+        };
+        line.strip_prefix("Server listening on ")
+            .and_then(|a| a.split(", ").next())
+            .and_then(|a| a.trim().parse().ok())
+            .ok_or_else(|| anyhow!("unexpected first line {line:?}{}", self.log_tail()))
     }
 
     /// A daemon: waits for its launcher to exit, then takes the master from the pid file, and
@@ -451,4 +435,30 @@ impl Drop for Running {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Spawns `cmd` in its own process group, stderr to `log`, and counts it among the live
+/// servers. Every stdout line, from every process of the server, goes to the returned channel,
+/// so none blocks on a full pipe: the first is ours' "Server listening on ADDR".
+fn spawn_with_lines(
+    mut cmd: Command,
+    log: std::fs::File,
+) -> anyhow::Result<(Child, mpsc::Receiver<io::Result<String>>)> {
+    own_group(&mut cmd);
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log);
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("starting {:?}", cmd.get_program()))?;
+    live().push(Pid::from_raw(child.id() as i32));
+    let (tx, lines) = mpsc::channel();
+    if let Some(out) = child.stdout.take() {
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    Ok((child, lines))
 }

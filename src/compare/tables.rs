@@ -34,53 +34,7 @@ pub fn sections(setup: Option<&Setup>, samples: &[Sample]) -> Vec<Section> {
             continue;
         }
         let (heading, intro) = describe(w, setup);
-        let table = match w {
-            Workload::Cpu | Workload::Io | Workload::IoBurst => t.seed(w),
-            Workload::Static => t.per_server(
-                w,
-                &[
-                    ("requests/s", "req_per_s"),
-                    ("server CPU µs/request", "cpu_us"),
-                    ("p50 ms", "p50_ms"),
-                    ("p99 ms", "p99_ms"),
-                ],
-            ),
-            Workload::Close => t.per_server(
-                w,
-                &[
-                    ("requests/s", "req_per_s"),
-                    ("server CPU µs/request", "cpu_us"),
-                ],
-            ),
-            Workload::Big => t.per_server(w, &[("MiB/s", "mib_per_s")]),
-            Workload::Fresh => t.fresh(),
-            Workload::Idle => t.idle(),
-            Workload::Syscalls => t.syscalls(),
-            Workload::Loadgen => t.loadgen(),
-            Workload::Upgrade => t.upgrade(),
-            Workload::Tls => t.per_server(
-                w,
-                &[
-                    ("keep-alive req/s", "ka_req_per_s"),
-                    ("keep-alive server CPU µs/req", "ka_cpu_us"),
-                    ("full handshakes/s", "full_per_s"),
-                    ("server CPU µs/full", "full_cpu_us"),
-                    ("resumed handshakes/s", "resumed_per_s"),
-                    ("server CPU µs/resumed", "resumed_cpu_us"),
-                    ("share resumed", "resumed_resumed_share"),
-                    ("1 MiB MiB/s", "big_mib_per_s"),
-                    ("idle conns held", "idle_held"),
-                    ("idle KiB/conn", "idle_kib_per_conn"),
-                ],
-            ),
-            Workload::Cgi => t.per_server(
-                w,
-                &[
-                    ("total ms", "total_ms"),
-                    ("server CPU µs/request", "cpu_us"),
-                ],
-            ),
-        };
+        let table = t.of(w);
         let chart = matches!(
             w,
             Workload::Cpu | Workload::Io | Workload::Static | Workload::Idle
@@ -150,6 +104,57 @@ struct Tables<'a> {
 }
 
 impl Tables<'_> {
+    /// The table of workload `w`.
+    fn of(&self, w: Workload) -> Table {
+        match w {
+            Workload::Cpu | Workload::Io | Workload::IoBurst => self.seed(w),
+            Workload::Static => self.per_server(
+                w,
+                &[
+                    ("requests/s", "req_per_s"),
+                    ("server CPU µs/request", "cpu_us"),
+                    ("p50 ms", "p50_ms"),
+                    ("p99 ms", "p99_ms"),
+                ],
+            ),
+            Workload::Close => self.per_server(
+                w,
+                &[
+                    ("requests/s", "req_per_s"),
+                    ("server CPU µs/request", "cpu_us"),
+                ],
+            ),
+            Workload::Big => self.per_server(w, &[("MiB/s", "mib_per_s")]),
+            Workload::Fresh => self.fresh(),
+            Workload::Idle => self.idle(),
+            Workload::Syscalls => self.syscalls(),
+            Workload::Loadgen => self.loadgen(),
+            Workload::Upgrade => self.upgrade(),
+            Workload::Tls => self.per_server(
+                w,
+                &[
+                    ("keep-alive req/s", "ka_req_per_s"),
+                    ("keep-alive server CPU µs/req", "ka_cpu_us"),
+                    ("full handshakes/s", "full_per_s"),
+                    ("server CPU µs/full", "full_cpu_us"),
+                    ("resumed handshakes/s", "resumed_per_s"),
+                    ("server CPU µs/resumed", "resumed_cpu_us"),
+                    ("share resumed", "resumed_resumed_share"),
+                    ("1 MiB MiB/s", "big_mib_per_s"),
+                    ("idle conns held", "idle_held"),
+                    ("idle KiB/conn", "idle_kib_per_conn"),
+                ],
+            ),
+            Workload::Cgi => self.per_server(
+                w,
+                &[
+                    ("total ms", "total_ms"),
+                    ("server CPU µs/request", "cpu_us"),
+                ],
+            ),
+        }
+    }
+
     fn find(&self, server: &str, w: &str, x: u32, metric: &str) -> Option<&PointSummary> {
         self.points
             .iter()

@@ -121,10 +121,13 @@ fn load_keep_alive_over_https_does_one_handshake_per_connection() {
     assert_eq!(errors(&r), [0; 7], "{r}");
     assert_eq!(n(&r, "/responses"), 300, "{r}");
     assert_eq!(n(&r, "/status/200"), 300, "{r}");
-    // One handshake per connection: full for the first, and a later one may resume a ticket
-    // an earlier connection already got (the client shares its session cache).
+    // One handshake per connection made: full for the first, and a later one may resume a
+    // ticket an earlier connection already got (the client shares its session cache). On a
+    // loaded machine the 300 requests can be done before the third connection is up.
     let (full, resumed) = handshakes(&r);
-    assert!(full >= 1 && full + resumed == 3, "{r}");
+    let connects = n(&r, "/connects");
+    assert!((1..=3).contains(&connects), "{r}");
+    assert!(full >= 1 && full + resumed == connects, "{r}");
     assert_eq!(
         n(&r, "/bytes") % 300,
         0,

@@ -20,27 +20,7 @@ pub fn arch_names() -> Vec<&'static str> {
             }
             None => true,
         })
-        .filter(|n| {
-            let tls =
-                super::tls::tls_mode() && !archserve::arch::find(n).is_some_and(|a| a.serves_tls);
-            if tls {
-                eprintln!("skipping architecture {n} over TLS: it does not serve HTTPS");
-            }
-            !tls
-        })
         .collect()
-}
-
-/// Runs `test` once per registered architecture that serves HTTPS (the others refuse
-/// `--tls-cert` at start-up).
-pub fn for_each_tls_arch(test: impl Fn(&str)) {
-    for_each_arch(|arch| {
-        if archserve::arch::find(arch).is_some_and(|a| a.serves_tls) {
-            test(arch)
-        } else {
-            eprintln!("skipping architecture {arch}: it does not serve HTTPS");
-        }
-    })
 }
 
 /// Runs `test` once per registered architecture; a failure names the architecture.

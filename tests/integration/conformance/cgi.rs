@@ -33,24 +33,12 @@ const SCRIPTS: &[(&str, &str)] = &[
     ("headforever.sh", "exec yes 'X-Long: header'\n"),
 ];
 
-/// Runs `test` on every architecture that runs CGI scripts (all of them now; one that did not
-/// would refuse `--cgi-dir` at start-up: see `cgi_dir_refusals_are_clear`).
-fn for_each_cgi_arch(test: impl Fn(&str)) {
-    for_each_arch(|arch| {
-        if archserve::arch::find(arch).is_some_and(|a| a.runs_cgi) {
-            test(arch)
-        } else {
-            eprintln!("skipping architecture {arch}: it does not run CGI scripts");
-        }
-    })
-}
-
 #[test]
 fn cgi_dir_refusals_are_clear() {
     let fixture = super::fixture::Fixture::new(true);
     std::fs::create_dir(fixture.root.join("cgi-bin")).unwrap();
     let root = fixture.root.to_str().unwrap();
-    let mut cases = vec![
+    let cases = vec![
         (vec!["--cgi-dir", "absent"], "no such folder"),
         (
             vec!["--cgi-dir", "/etc"],
@@ -61,12 +49,6 @@ fn cgi_dir_refusals_are_clear() {
             "not a folder name under the root",
         ),
     ];
-    for a in archserve::arch::REGISTRY.iter().filter(|a| !a.runs_cgi) {
-        cases.push((
-            vec!["--arch", a.name, "--cgi-dir", "cgi-bin"],
-            "does not run CGI scripts",
-        ));
-    }
     for (args, message) in cases {
         let mut all = vec!["serve", "--port", "0", "--root", root];
         all.extend(&args);
@@ -178,7 +160,7 @@ fn var<'a>(text: &'a str, name: &str) -> Option<&'a str> {
 
 #[test]
 fn cgi_meta_variables_and_a_clean_environment() {
-    for_each_cgi_arch(|arch| {
+    for_each_arch(|arch| {
         let srv = cgi_server(arch, &[]);
         let r = raw(
             &srv,
@@ -219,7 +201,7 @@ fn cgi_meta_variables_and_a_clean_environment() {
 
 #[test]
 fn cgi_request_bodies_reach_stdin_and_large_ones_are_refused() {
-    for_each_cgi_arch(|arch| {
+    for_each_arch(|arch| {
         let srv = cgi_server(arch, &["--cgi-max-body", "1000"]);
         let body = "x=1&y=two";
         let mut request = req(
@@ -278,7 +260,7 @@ fn cgi_request_bodies_reach_stdin_and_large_ones_are_refused() {
 
 #[test]
 fn cgi_heads_are_checked_and_framed() {
-    for_each_cgi_arch(|arch| {
+    for_each_arch(|arch| {
         let srv = cgi_server(arch, &[]);
         let r = get(&srv, "/cgi-bin/status.sh");
         assert_eq!(
@@ -333,7 +315,7 @@ fn cgi_chunked_answers_keep_the_connection() {
     if super::tls::tls_mode() {
         return;
     }
-    for_each_cgi_arch(|arch| {
+    for_each_arch(|arch| {
         let srv = cgi_server(arch, &[]);
         let mut c = srv.connect();
         for _ in 0..3 {
@@ -360,7 +342,7 @@ fn cgi_chunked_answers_keep_the_connection() {
 
 #[test]
 fn cgi_bad_scripts_get_clean_statuses_and_the_server_keeps_serving() {
-    for_each_cgi_arch(|arch| {
+    for_each_arch(|arch| {
         let srv = cgi_server(arch, &["--cgi-timeout", "1", "--cgi-max-output", "100000"]);
         assert_eq!(get(&srv, "/cgi-bin/bad.sh").status, 502, "invalid head");
         assert_eq!(
@@ -391,7 +373,7 @@ fn cgi_bad_scripts_get_clean_statuses_and_the_server_keeps_serving() {
 
 #[test]
 fn cgi_scripts_beyond_the_cap_get_503() {
-    for_each_cgi_arch(|arch| {
+    for_each_arch(|arch| {
         // The cap is per server process: each worker process of a multi-process architecture
         // counts its own, and which one takes a connection is the kernel's choice.
         if archserve::arch::find(arch).is_some_and(|a| a.multi_process) {
@@ -417,7 +399,7 @@ fn cgi_scripts_beyond_the_cap_get_503() {
 
 #[test]
 fn cgi_scripts_are_killed_at_shutdown() {
-    for_each_cgi_arch(|arch| {
+    for_each_arch(|arch| {
         let srv = cgi_server(arch, &["--grace", "5"]);
         let mut c = srv.connect();
         c.send(&req("GET", "/cgi-bin/hang.sh", &["Connection: close"]));
@@ -451,7 +433,7 @@ fn cgi_scripts_are_killed_at_shutdown() {
 /// goes on serving.
 #[test]
 fn cgi_scripts_of_clients_gone_are_killed_and_reaped() {
-    for_each_cgi_arch(|arch| {
+    for_each_arch(|arch| {
         let srv = cgi_server(arch, &["--cgi-timeout", "1"]);
         let mut c = srv.connect();
         c.send(&req("GET", "/cgi-bin/hang.sh", &[]));
@@ -483,7 +465,7 @@ fn cgi_scripts_of_clients_gone_are_killed_and_reaped() {
 
 #[test]
 fn cgi_with_curl_and_ureq() {
-    for_each_cgi_arch(|arch| {
+    for_each_arch(|arch| {
         let srv = cgi_server(arch, &[]);
         if have_curl() {
             let out = curl(&["--data", "k=v", &srv.url("/cgi-bin/env.sh/c?q=1")]);

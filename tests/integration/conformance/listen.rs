@@ -432,7 +432,7 @@ fn https_and_the_redirect_work_on_several_listeners() {
         return;
     }
     let cert = super::tls::test_cert();
-    for_each_tls_arch(|arch| {
+    for_each_arch(|arch| {
         let redirect = closed_port().to_string();
         let mut extra = vec!["--redirect-http", redirect.as_str()];
         if !super::tls::tls_mode() {

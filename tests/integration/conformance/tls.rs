@@ -147,7 +147,7 @@ fn the_whole_suite_passes_over_tls() {
 
 #[test]
 fn a_rustls_client_negotiates_http11_and_resumes_its_session() {
-    for_each_tls_arch(|arch| {
+    for_each_arch(|arch| {
         let srv = https_server(arch, &[]);
         // One client config: rustls keeps the tickets it was given there.
         let mut config = (*test_cert().client).clone();
@@ -199,7 +199,7 @@ fn raw_exchange(srv: &ArchServer, bytes: &[u8], then_wait: bool) -> Vec<u8> {
 
 #[test]
 fn bad_input_on_the_https_port_gets_an_alert_or_a_close_never_a_crash() {
-    for_each_tls_arch(|arch| {
+    for_each_arch(|arch| {
         let srv = https_server(arch, &["--header-timeout", "1"]);
         // Plain HTTP: not a TLS record; rustls answers with an alert or nothing, then we close.
         let out = raw_exchange(&srv, &req("GET", "/a.txt", &[]), true);
@@ -244,7 +244,7 @@ fn bad_input_on_the_https_port_gets_an_alert_or_a_close_never_a_crash() {
 
 #[test]
 fn a_client_that_stops_mid_handshake_is_closed_by_the_header_timeout() {
-    for_each_tls_arch(|arch| {
+    for_each_arch(|arch| {
         let srv = https_server(arch, &["--header-timeout", "1"]);
         let mut sock = TcpStream::connect(srv.addr()).unwrap();
         sock.set_read_timeout(Some(Duration::from_secs(10)))
@@ -269,7 +269,7 @@ fn curl_with_cacert_gets_files_over_https() {
     if Command::new("curl").arg("--version").output().is_err() {
         return eprintln!("curl not installed: skipping");
     }
-    for_each_tls_arch(|arch| {
+    for_each_arch(|arch| {
         let srv = https_server(arch, &[]);
         let url = format!("https://localhost:{}/big.bin", srv.port);
         let cacert = test_cert().cert.to_str().unwrap();
@@ -302,7 +302,7 @@ fn curl_with_cacert_gets_files_over_https() {
 
 #[test]
 fn redirect_http_answers_301_to_the_https_port() {
-    for_each_tls_arch(|arch| {
+    for_each_arch(|arch| {
         let port = closed_port();
         let port_arg = port.to_string();
         let srv = https_server(arch, &["--redirect-http", &port_arg]);
