@@ -47,6 +47,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Sockets handed over by the server this one replaces, or by systemd (also before any
     // thread: it edits the environment).
     let inherited = archserve::upgrade::inherited_listeners().context("inherited sockets")?;
+    let inherited_redirect =
+        archserve::upgrade::inherited_redirect().context("inherited redirect socket")?;
     // Before the configuration, whose connection cap derives from the raised limit.
     archserve::descriptors::raise_nofile_limit();
     let config = args.config().map_err(anyhow::Error::msg)?;
@@ -67,8 +69,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     ));
     let redirect = match config.redirect_http {
         Some(addr) => {
-            let plain = archserve::listener::bind(addr, archserve::listener::Listen::default())
-                .with_context(|| format!("cannot listen on {addr}"))?;
+            let plain = match inherited_redirect {
+                Some(plain) => plain,
+                None => archserve::listener::bind(addr, archserve::listener::Listen::default())
+                    .with_context(|| format!("cannot listen on {addr}"))?,
+            };
+            archserve::upgrade::keep_redirect(&plain).context("redirect socket")?;
             arch::say(format_args!(
                 "Redirecting HTTP on {} to HTTPS",
                 plain.local_addr()?

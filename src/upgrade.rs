@@ -5,17 +5,24 @@
 //! are never closed in between, so the kernel's accept queue carries every connection from the
 //! old process to the new one.
 //!
+//! With `--redirect-http`, the redirect's listening socket is handed over too (the server
+//! process keeps a copy of it for that; the redirect process serves the original), so an upgrade
+//! neither fails to bind that port nor refuses a plain-HTTP connection.
+//!
 //! The same hand-over takes sockets from systemd (socket activation: `LISTEN_FDS` and
 //! `LISTEN_PID`, the descriptors from 3 on); see README for a unit file.
 use std::io::{self, Read};
 use std::net::TcpListener;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// The listening descriptors handed to a successor (comma-separated numbers).
 const LISTEN_FDS_VAR: &str = "ARCHSERVE_LISTEN_FDS";
+/// The redirect's listening descriptor handed to a successor (`--redirect-http`).
+const REDIRECT_FD_VAR: &str = "ARCHSERVE_REDIRECT_FD";
 /// The write end of a pipe on which a successor says it is serving.
 const READY_FD_VAR: &str = "ARCHSERVE_READY_FD";
 /// How long a successor gets to start serving before the upgrade is given up (the old server
@@ -41,6 +48,32 @@ pub fn inherited_listeners() -> io::Result<Option<Vec<TcpListener>>> {
         listeners.push(adopt(fd)?);
     }
     Ok(Some(listeners))
+}
+
+/// This process's copy of the redirect's listening socket, for a successor.
+static REDIRECT: OnceLock<OwnedFd> = OnceLock::new();
+
+/// Keeps a copy of the redirect's listening socket (close-on-exec) to hand to a successor.
+pub fn keep_redirect(listener: &TcpListener) -> io::Result<()> {
+    let copy = listener.as_fd().try_clone_to_owned()?;
+    let _ = REDIRECT.set(copy);
+    Ok(())
+}
+
+/// The redirect's listening socket handed over by the server this one replaces, if any,
+/// checked and adopted as [`inherited_listeners`] does. Call before any thread exists.
+pub fn inherited_redirect() -> io::Result<Option<TcpListener>> {
+    let Ok(text) = std::env::var(REDIRECT_FD_VAR) else {
+        return Ok(None);
+    };
+    std::env::remove_var(REDIRECT_FD_VAR);
+    let fd = text
+        .trim()
+        .parse::<RawFd>()
+        .ok()
+        .filter(|&fd| fd >= 3)
+        .ok_or_else(|| invalid(format!("{REDIRECT_FD_VAR}={text:?} is not a descriptor")))?;
+    adopt(fd).map(Some)
 }
 
 /// `3,4`: descriptor numbers.
@@ -134,7 +167,16 @@ pub fn start_successor(fds: &[RawFd]) -> io::Result<u32> {
     cmd.args(std::env::args_os().skip(1))
         .env(LISTEN_FDS_VAR, list)
         .env(READY_FD_VAR, ready_fd.to_string());
-    let keep: Vec<RawFd> = fds.iter().copied().chain([ready_fd]).collect();
+    let redirect = REDIRECT.get().map(AsRawFd::as_raw_fd);
+    if let Some(fd) = redirect {
+        cmd.env(REDIRECT_FD_VAR, fd.to_string());
+    }
+    let keep: Vec<RawFd> = fds
+        .iter()
+        .copied()
+        .chain([ready_fd])
+        .chain(redirect)
+        .collect();
     // SAFETY: between fork and exec only fcntl, which is async-signal-safe, runs.
     unsafe {
         cmd.pre_exec(move || {

@@ -483,3 +483,40 @@ fn https_and_the_redirect_work_on_several_listeners() {
         assert_eq!(r.header("location"), Some(expect.as_str()), "[{arch}]");
     });
 }
+
+#[test]
+fn the_redirect_listener_is_handed_over_in_an_upgrade() {
+    let cert = super::tls::test_cert();
+    for_each_arch(|arch| {
+        let redirect = closed_port().to_string();
+        let mut extra = vec!["--redirect-http", redirect.as_str()];
+        if !super::tls::tls_mode() {
+            extra.extend([
+                "--tls-cert",
+                cert.cert.to_str().unwrap(),
+                "--tls-key",
+                cert.key.to_str().unwrap(),
+            ]);
+        }
+        let srv = ArchServer::start_listening(arch, &["127.0.0.1:0"], &extra);
+        let said = format!("Redirecting HTTP on 127.0.0.1:{redirect} to HTTPS");
+        assert_eq!(srv.next_line(STARTUP_TIMEOUT).unwrap_or_default(), said);
+        let moved = |when: &str| {
+            let mut c = Conn::plain(&format!("127.0.0.1:{redirect}"), arch);
+            c.send(&req("GET", "/a.txt", &[]));
+            let r = c.response();
+            assert_eq!(r.status, 301, "[{arch}] {when}");
+        };
+        moved("before the upgrade");
+        srv.signal(Signal::SIGUSR2);
+        let lines = lines_starting(&srv, &["Upgraded: process ", "Redirecting HTTP on "]);
+        // The successor took the redirect's socket over rather than failing to bind its port.
+        assert_eq!(lines[1], said, "[{arch}] after {:?}", lines[0]);
+        assert!(
+            srv.wait_exit(EXIT_TIMEOUT).is_some(),
+            "[{arch}] the old server did not exit after {:?}",
+            lines[0]
+        );
+        moved("after the upgrade");
+    });
+}
