@@ -7,12 +7,15 @@
 //!
 //! - [`args`]: the command line; [`scenario`]: the five scenarios, one function each;
 //!   [`traffic`]: the load they drive (the load engine in threads, raw sockets for the
-//!   misbehaving clients); [`soak`]: the long mixed load and its samples; [`chart`]: the soak's
-//!   chart; [`write`]: report.md and run.json.
+//!   misbehaving clients); [`soak`]: the long mixed load and its samples; [`fd_burst`]: the
+//!   soak's descriptor measure (floor, instant, most), with [`tcp_states`]; [`chart`]: the
+//!   soak's chart; [`write`]: report.md and run.json.
 pub mod args;
 pub mod chart;
+pub mod fd_burst;
 pub mod scenario;
 pub mod soak;
+pub mod tcp_states;
 pub mod traffic;
 pub mod write;
 
