@@ -94,7 +94,11 @@ fn a_short_soak_writes_its_samples_and_chart() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
-        Some("server,t_s,rss_kib,fds,socket_fds,threads,processes")
+        Some(
+            "server,t_s,rss_kib,fds,socket_fds,threads,processes,fds_floor,fds_max,\
+             non_socket_fds,non_socket_floor,non_socket_max,pipes_floor,pipes_max,\
+             changing_floor,changing_max,held,connections,held_sockets,looks"
+        )
     );
     let rows: Vec<Vec<f64>> = lines
         .map(|l| {
@@ -111,6 +115,25 @@ fn a_short_soak_writes_its_samples_and_chart() {
             "{r:?}"
         );
         assert!(r[3] <= r[2], "{r:?}");
+        // Each sample is a burst of 51 looks: floor <= instant <= most, for all descriptors
+        // (fds 2, floor 6, max 7) and those not sockets (8, 9, 10); what is held is within
+        // the floor and includes at least the listener (held_sockets 17).
+        assert_eq!(r[18], 51.0, "{r:?}");
+        assert!(r[6] <= r[2] && r[2] <= r[7], "{r:?}");
+        assert!(r[9] <= r[8] && r[8] <= r[10], "{r:?}");
+        assert!(r[9] <= r[6] && r[11] <= r[12] && r[13] <= r[14], "{r:?}");
+        assert!(r[17] >= 1.0 && r[15] >= r[17] && r[15] <= r[6], "{r:?}");
+    }
+    // A floor log is written (empty when nothing moved) beside the end's descriptor listing.
+    for file in ["fd-floor-async.txt", "descriptors-async.txt"] {
+        assert!(out.path().join(file).exists(), "{file}");
+    }
+    for m in [
+        "fds.held_max_dev_pct",
+        "fds.floor_max_dev_pct",
+        "sampler.cpu_pct",
+    ] {
+        assert!(metric(out.path(), "soak", m)[0].1 >= 0.0, "{m}");
     }
     for file in ["soak.svg", "soak.png"] {
         assert!(

@@ -28,7 +28,7 @@ pub const GAP: Duration = Duration::from_millis(10);
 /// A burst's length: 500 ms, 51 looks; a tenth of the 5 s sample period.
 pub const SPAN: Duration = Duration::from_millis(500);
 
-/// One look: the descriptors open, and the sockets among them.
+/// One look: the descriptors open, and the sockets, pipes and the changing file among them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Count {
     pub all: u64,
