@@ -434,16 +434,7 @@ fn https_and_the_redirect_work_on_several_listeners() {
     let cert = super::tls::test_cert();
     for_each_arch(|arch| {
         let redirect = closed_port().to_string();
-        let mut extra = vec!["--redirect-http", redirect.as_str()];
-        if !super::tls::tls_mode() {
-            // In the TLS mode the suite adds the certificate already.
-            extra.extend([
-                "--tls-cert",
-                cert.cert.to_str().unwrap(),
-                "--tls-key",
-                cert.key.to_str().unwrap(),
-            ]);
-        }
+        let extra = redirect_args(&redirect);
         let srv = ArchServer::start_listening(arch, &["[::1]:0", "127.0.0.1:0"], &extra);
         let line = srv.next_line(STARTUP_TIMEOUT).unwrap_or_default();
         // The redirect listens on the first address's host.
@@ -486,18 +477,9 @@ fn https_and_the_redirect_work_on_several_listeners() {
 
 #[test]
 fn the_redirect_listener_is_handed_over_in_an_upgrade() {
-    let cert = super::tls::test_cert();
     for_each_arch(|arch| {
         let redirect = closed_port().to_string();
-        let mut extra = vec!["--redirect-http", redirect.as_str()];
-        if !super::tls::tls_mode() {
-            extra.extend([
-                "--tls-cert",
-                cert.cert.to_str().unwrap(),
-                "--tls-key",
-                cert.key.to_str().unwrap(),
-            ]);
-        }
+        let extra = redirect_args(&redirect);
         let srv = ArchServer::start_listening(arch, &["127.0.0.1:0"], &extra);
         let said = format!("Redirecting HTTP on 127.0.0.1:{redirect} to HTTPS");
         assert_eq!(srv.next_line(STARTUP_TIMEOUT).unwrap_or_default(), said);
@@ -519,4 +501,20 @@ fn the_redirect_listener_is_handed_over_in_an_upgrade() {
         );
         moved("after the upgrade");
     });
+}
+
+/// `--redirect-http PORT` with HTTPS on: the test certificate, unless the TLS mode of the suite
+/// adds it already.
+fn redirect_args(port: &str) -> Vec<&str> {
+    let mut args = vec!["--redirect-http", port];
+    if !super::tls::tls_mode() {
+        let cert = super::tls::test_cert();
+        args.extend([
+            "--tls-cert",
+            cert.cert.to_str().unwrap(),
+            "--tls-key",
+            cert.key.to_str().unwrap(),
+        ]);
+    }
+    args
 }
