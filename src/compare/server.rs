@@ -56,10 +56,12 @@ pub fn live() -> std::sync::MutexGuard<'static, Vec<Pid>> {
 /// compare, which stops its children itself) with no signal blocked: this process blocks
 /// SIGINT/SIGTERM for its watcher thread, the mask would be inherited through exec (std does
 /// not reset it on every spawn path), and a program that never unblocks them, like lighttpd,
-/// could not be stopped.
+/// could not be stopped. It also inherits no descriptor but its standard three: compare may run
+/// under `flock` (the benchmark lock is its descriptor 3), and a server that outlived its run
+/// would otherwise hold the lock for every later measurement.
 pub fn own_group(cmd: &mut Command) {
     // SAFETY: only async-signal-safe work between fork and exec: pthread_sigmask on a set
-    // built on the stack.
+    // built on the stack, and close_range(2) marking descriptors close-on-exec.
     unsafe {
         cmd.pre_exec(|| {
             nix::sys::signal::pthread_sigmask(
@@ -67,7 +69,15 @@ pub fn own_group(cmd: &mut Command) {
                 Some(&nix::sys::signal::SigSet::empty()),
                 None,
             )
-            .map_err(io::Error::from)
+            .map_err(io::Error::from)?;
+            // Linux 5.11+; on an older kernel (ENOSYS) the descriptors are inherited as before.
+            libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
+            Ok(())
         });
     }
     cmd.process_group(0);
@@ -461,4 +471,35 @@ fn spawn_with_lines(
         });
     }
     Ok((child, lines))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn a_started_program_inherits_only_the_standard_descriptors() {
+        let file = std::fs::File::open("/dev/null").unwrap();
+        // A copy without close-on-exec, as `flock` hands its lock to the command it runs (high,
+        // so that `ls` cannot get the same number for a descriptor of its own).
+        // SAFETY: F_DUPFD on an open descriptor.
+        let fd = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_DUPFD, 200) };
+        assert!(fd >= 200);
+        let mut cmd = Command::new("ls");
+        cmd.arg("/proc/self/fd");
+        own_group(&mut cmd);
+        let out = cmd.output().unwrap();
+        // SAFETY: closes the copy made above.
+        unsafe { libc::close(fd) };
+        let listed: Vec<i32> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        assert!(listed.contains(&0) && listed.contains(&2), "{listed:?}");
+        assert!(
+            !listed.contains(&fd),
+            "descriptor {fd} inherited: {listed:?}"
+        );
+    }
 }
