@@ -219,13 +219,34 @@ impl Rep {
         }
     }
 
+    /// Reads the small file's content, then looks at the file again. A write moves the file's
+    /// modification time before its bytes land (the kernel updates the times first), so bytes
+    /// that a write overlapped or preceded since the last `statx` show as other metadata now:
+    /// then the bytes are not kept, and the answer takes the metadata of now, which is seconds
+    /// old at most and so carries no validators (`conditional::SETTLE`): a strong ETag of the
+    /// previous version never goes out with bytes of another.
+    fn read_bytes(&mut self) {
+        self.bytes = read_whole(&self.file, self.info.len);
+        if self.bytes.is_none() {
+            return;
+        }
+        match self.file.metadata() {
+            Ok(meta) if FileInfo::from_metadata(&meta) == self.info => {}
+            Ok(meta) => {
+                self.bytes = None;
+                self.info = FileInfo::from_metadata(&meta);
+            }
+            Err(_) => self.bytes = None,
+        }
+    }
+
     /// The hit for this file. `keep_bytes`: the entry is watched and confirmed, so a small
     /// file's content may be kept until the next change.
     fn hit(&mut self, keep_bytes: bool, coding: &str, ctype: ContentType) -> Hit {
-        let info = self.info;
-        if self.bytes.is_none() && keep_bytes && info.len <= BYTES {
-            self.bytes = read_whole(&self.file, info.len);
+        if self.bytes.is_none() && keep_bytes && self.info.len <= BYTES {
+            self.read_bytes();
         }
+        let info = self.info;
         let validators = match &self.validated {
             Some((made_from, v)) if *made_from == info && v.current() => Rc::clone(v),
             _ => {
@@ -1079,6 +1100,56 @@ mod tests {
         std::fs::write(dir.path().join("small"), vec![b'S'; BYTES as usize]).unwrap();
         let hit = lookup(&root, site, ("small", false), identity).unwrap();
         assert_eq!(hit.bytes.as_deref(), Some(&vec![b'S'; BYTES as usize][..]));
+    }
+
+    #[test]
+    fn bytes_read_after_an_in_place_write_never_carry_the_old_validators() {
+        let (dir, root, _) = setup();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"old!").unwrap();
+        let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(hour_ago)
+            .unwrap();
+        let (f, m) = open(&root, "f");
+        let mut rep = Rep::new(CString::new("f").unwrap(), &f, &m);
+        let old = rep.hit(false, "", CT).validators;
+        assert!(
+            old.validators.etag.is_some(),
+            "the settled version has an ETag"
+        );
+        // Rewritten in place, same length, after the metadata was taken and before the bytes
+        // are read: the window of a write concurrent with a request.
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"new!")
+            .unwrap();
+        let hit = rep.hit(true, "", CT);
+        assert!(hit.bytes.is_none(), "bytes of another version kept");
+        assert_ne!(hit.info, m_info(&m), "the answer takes the metadata of now");
+        assert!(hit.validators.validators.etag.is_none());
+        // Once settled, the file's bytes are kept again, with validators of their own.
+        let mut rep = Rep::new(CString::new("f").unwrap(), &f, &m);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(hour_ago)
+            .unwrap();
+        rep.info = FileInfo::from_metadata(&f.metadata().unwrap());
+        let hit = rep.hit(true, "", CT);
+        assert_eq!(hit.bytes.as_deref(), Some(&b"new!"[..]));
+        assert!(hit.validators.validators.etag.is_some());
+        assert_ne!(hit.validators.validators.etag, old.validators.etag);
+    }
+
+    fn m_info(m: &std::fs::Metadata) -> FileInfo {
+        FileInfo::from_metadata(m)
     }
 
     #[test]
