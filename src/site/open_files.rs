@@ -1108,12 +1108,11 @@ mod tests {
         let path = dir.path().join("f");
         std::fs::write(&path, b"old!").unwrap();
         let hour_ago = SystemTime::now() - Duration::from_secs(3600);
-        std::fs::File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(hour_ago)
-            .unwrap();
+        let settle = || {
+            let f = std::fs::File::options().write(true).open(&path).unwrap();
+            f.set_modified(hour_ago).unwrap();
+        };
+        settle();
         let (f, m) = open(&root, "f");
         let mut rep = Rep::new(CString::new("f").unwrap(), &f, &m);
         let old = rep.hit(false, "", CT).validators;
@@ -1135,12 +1134,7 @@ mod tests {
         assert!(hit.validators.validators.etag.is_none());
         // Once settled, the file's bytes are kept again, with validators of their own.
         let mut rep = Rep::new(CString::new("f").unwrap(), &f, &m);
-        std::fs::File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(hour_ago)
-            .unwrap();
+        settle();
         rep.info = FileInfo::from_metadata(&f.metadata().unwrap());
         let hit = rep.hit(true, "", CT);
         assert_eq!(hit.bytes.as_deref(), Some(&b"new!"[..]));
