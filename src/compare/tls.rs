@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use super::measure::{ok_errors, request, Probe};
+use super::measure::{ok_errors, request, Idle, Probe};
 use super::plan::{Plan, Point, ServerSpec, IDLE_SETTLE, WARM_UP};
 use super::report::Sample;
 use super::scratch::BIG_FILE;
@@ -200,24 +200,6 @@ fn timed(
     Ok((stats, cpu))
 }
 
-/// What holding idle TLS connections cost (see the module documentation).
-#[derive(Debug, Clone, Copy)]
-pub struct Idle {
-    pub held: u32,
-    pub failed: u32,
-    pub rss_before_kib: u64,
-    pub rss_after_kib: u64,
-}
-
-impl Idle {
-    pub fn kib_per_conn(&self) -> f64 {
-        if self.held == 0 {
-            return f64::NAN;
-        }
-        (self.rss_after_kib as f64 - self.rss_before_kib as f64) / self.held as f64
-    }
-}
-
 /// Opens up to `count` HTTPS connections one at a time (resumed handshakes after the first),
 /// each answered once, and holds their sockets (the client's TLS state is dropped: the server
 /// cannot tell). Stops at the first connection that fails.
@@ -243,7 +225,10 @@ fn idle(probe: &Probe, files: &TlsFiles, plan: &Plan, count: u32) -> anyhow::Res
     }
     std::thread::sleep(IDLE_SETTLE);
     let rss_after_kib = probe.rss_kib()?;
+    // Connections tried: those held and the one that failed (the tls rows report only held).
+    let opened = held.len() as u32 + failed;
     Ok(Idle {
+        opened,
         held: held.len() as u32,
         failed,
         rss_before_kib,
